@@ -1,0 +1,1 @@
+"""TV display pages and their assets (package data)."""

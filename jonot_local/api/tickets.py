@@ -1,0 +1,289 @@
+"""Ticket endpoints: join, holder look-up and cancel by hash, staff list and actions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Response, current_app, jsonify, request, url_for
+
+from ..domain import status, tickets
+from ..domain.errors import NotFound, ValidationError
+from ..domain.model import SOURCES, STATES, Ticket
+from ..ids import is_ticket_hash
+from ..runtime import runtime
+from ..timeutil import parse_iso
+from . import blueprint
+from .common import current_user, field_type, int_arg, json_body, require, ticket_json
+from .errors import ApiError
+from .ratelimit import TokenBuckets
+
+
+def ticket_page_url(ticket_hash: str) -> str:
+    """The absolute URL of the ticket page for this hash (as the client reached us)."""
+    return request.host_url.rstrip("/") + "/t/" + ticket_hash
+
+
+def holder_view(tx: Any, ticket: Ticket) -> dict[str, Any]:
+    """What the ticket holder may see: the ticket without staff notes, plus its status."""
+    settings = runtime().settings
+    data = ticket_json(ticket, private=False)
+    data.update(status.ticket_status(tx, ticket, settings.default_service_s))
+    data["url"] = ticket_page_url(ticket.hash)
+    return data
+
+
+# -- join ------------------------------------------------------------------------------
+
+@blueprint.post("/queues/<queue_id>/tickets")
+def join(queue_id: str) -> tuple[Response, int]:
+    """Take a number. Anyone may join; staff may also set priority and source ``desk``."""
+    body = json_body(required=False)
+    user = current_user()
+    source = field_type(body, "source", str)
+    if user is None:
+        source = source or "remote"
+        if source not in ("kiosk", "remote"):
+            raise ApiError(403, "forbidden", f"Only staff can create {source} tickets.")
+        if body.get("priority") not in (None, False, "normal"):
+            raise ApiError(403, "forbidden", "Only staff can give a ticket priority.")
+    else:
+        source = source or "desk"
+    if source not in SOURCES:
+        raise ValidationError.field("source", f"must be one of {', '.join(SOURCES)}")
+    priority = tickets.parse_priority(body["priority"]) if body.get("priority") is not None \
+        else False
+    store = runtime().store
+    with store.write() as tx:
+        ticket = tickets.join(
+            tx, queue_id, source=source,
+            name=field_type(body, "name", str),
+            phone=field_type(body, "phone", str),
+            priority=priority,
+            extra=field_type(body, "extra", list),
+            labels=field_type(body, "labels", list),
+            notes=(field_type(body, "notes", str) or "") if user else "",
+        )
+        data = ticket_json(ticket, private=user is not None)
+        data.update(status.ticket_status(tx, ticket, runtime().settings.default_service_s))
+    data["url"] = ticket_page_url(ticket.hash)
+    resp = jsonify(data)
+    resp.headers["Location"] = url_for("api.by_hash", ticket_hash=ticket.hash)
+    return resp, 201
+
+
+# -- holder (by hash) ---------------------------------------------------------------------
+
+def _limits() -> tuple[TokenBuckets, TokenBuckets]:
+    ext = current_app.extensions
+    if "jonot_limits" not in ext:
+        settings = runtime().settings
+        ext["jonot_limits"] = (TokenBuckets(settings.hash_lookup_per_min),
+                               TokenBuckets(settings.hash_miss_per_min))
+    return ext["jonot_limits"]
+
+
+def _client_key() -> str:
+    return request.remote_addr or "unknown"
+
+
+def lookup_by_hash(ticket_hash: str) -> tuple[Ticket | None, float]:
+    """Rate-limit, then find the ticket for a hash. Returns it (or ``None``) and the start time.
+
+    Raises ``ApiError`` 429 when the client is over a budget.
+    """
+    started = time.monotonic()
+    every, misses = _limits()
+    key = _client_key()
+    wait = misses.retry_after(key) or every.take(key)
+    if wait:
+        raise ApiError(429, "rate_limited",
+                       f"Too many look-ups from this address; try again in {wait} s.",
+                       headers={"Retry-After": str(wait)})
+    ticket = None
+    if is_ticket_hash(ticket_hash):
+        with runtime().store.read() as tx:
+            ticket = tickets.find_by_hash(tx, ticket_hash)
+    if ticket is None:
+        misses.take(key)
+    return ticket, started
+
+
+def _pad(started: float) -> None:
+    """Answer no sooner than the configured floor, found or not."""
+    floor = runtime().settings.hash_lookup_floor_ms / 1000.0
+    left = floor - (time.monotonic() - started)
+    if left > 0:
+        time.sleep(left)
+
+
+def _unknown_hash() -> ApiError:
+    return ApiError(404, "not_found",
+                    "No ticket has this link. Check the address, or take a new number.")
+
+
+@blueprint.get("/tickets/by-hash/<ticket_hash>")
+def by_hash(ticket_hash: str) -> Response:
+    """The holder's view of their ticket: state, position, estimated wait, now serving."""
+    ticket, started = lookup_by_hash(ticket_hash)
+    try:
+        if ticket is None:
+            raise _unknown_hash()
+        with runtime().store.read() as tx:
+            data = holder_view(tx, tickets.get(tx, ticket.id))
+        return jsonify(data)
+    finally:
+        _pad(started)
+
+
+@blueprint.post("/tickets/by-hash/<ticket_hash>/cancel")
+def cancel_by_hash(ticket_hash: str) -> Response:
+    """The holder gives up their place; 409 when the ticket has already ended."""
+    ticket, started = lookup_by_hash(ticket_hash)
+    try:
+        if ticket is None:
+            raise _unknown_hash()
+        with runtime().store.write() as tx:
+            canceled = tickets.cancel(tx, ticket.id, by="customer")
+            data = holder_view(tx, canceled)
+        return jsonify(data)
+    finally:
+        _pad(started)
+
+
+# -- staff ------------------------------------------------------------------------------
+
+SORTS = {
+    "created_at": "created_at", "-created_at": "created_at DESC",
+    "number": "number", "-number": "number DESC",
+    "updated_at": "updated_at", "-updated_at": "updated_at DESC",
+    "called_at": "called_at", "-called_at": "called_at DESC",
+    "queue": "priority DESC, order_key",
+}
+
+
+@blueprint.get("/tickets")
+@require("staff")
+def list_tickets() -> Response:
+    """Filtered, paginated tickets with the total count.
+
+    Filters: ``queue``, ``state`` and ``source`` (comma-separated lists),
+    ``created_after``/``created_before`` (ISO 8601); ``sort`` one of SORTS;
+    ``limit`` (≤ 500) and ``offset``.
+    """
+    where, params = [], []
+    for arg, column, allowed in (("queue", "queue_id", None), ("state", "state", STATES),
+                                 ("source", "source", SOURCES)):
+        raw = request.args.get(arg)
+        if not raw:
+            continue
+        values = [v.strip() for v in raw.split(",") if v.strip()]
+        if arg == "state":
+            values = [v.upper() for v in values]
+        bad = [v for v in values if allowed is not None and v not in allowed]
+        if bad or not values:
+            raise ValidationError.field(arg, f"must be among {', '.join(allowed or ['ids'])}")
+        where.append(f"{column} IN ({','.join('?' * len(values))})")
+        params.extend(values)
+    for arg, op in (("created_after", ">="), ("created_before", "<")):
+        raw = request.args.get(arg)
+        if raw:
+            try:
+                moment = parse_iso(raw)
+            except ValueError:
+                raise ValidationError.field(arg, "must be an ISO 8601 timestamp") from None
+            where.append(f"created_at {op} ?")
+            params.append(moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    sort = request.args.get("sort", "-created_at")
+    if sort not in SORTS:
+        raise ValidationError.field("sort", f"must be one of {', '.join(SORTS)}")
+    limit = int_arg("limit", 50, 1, 500)
+    offset = int_arg("offset", 0, 0)
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    with runtime().store.read() as tx:
+        total = tx.one(f"SELECT COUNT(*) AS n FROM tickets {clause}", params)["n"]
+        rows = tx.all(f"SELECT * FROM tickets {clause} ORDER BY {SORTS[sort]}, id "
+                      f"LIMIT ? OFFSET ?", [*params, limit, offset])
+        items = [ticket_json(Ticket.from_row(r)) for r in rows]
+    return jsonify({"items": items, "total": total, "limit": limit, "offset": offset})
+
+
+@blueprint.get("/tickets/<ticket_id>")
+@require("staff")
+def ticket_detail(ticket_id: str) -> Response:
+    """One ticket with its interactions and current position."""
+    settings = runtime().settings
+    with runtime().store.read() as tx:
+        ticket = tickets.get(tx, ticket_id)
+        data = ticket_json(ticket)
+        data.update(status.ticket_status(tx, ticket, settings.default_service_s))
+        data["interactions"] = [i.as_dict() for i in tickets.interactions(tx, ticket_id)]
+    return jsonify(data)
+
+
+def _staff_action(ticket_id: str, action: str) -> Response:
+    body = json_body(required=False)
+    version = field_type(body, "version", int)
+    user_id = current_user()["id"]
+    settings = runtime().settings
+    with runtime().store.write() as tx:
+        if action == "call":
+            desk_id = field_type(body, "desk_id", str, required=True)
+            ticket = tickets.call(tx, ticket_id, desk_id, user_id=user_id, version=version)
+        elif action == "recall":
+            ticket = tickets.recall(tx, ticket_id, user_id=user_id, version=version)
+        elif action == "complete":
+            ticket = tickets.complete(tx, ticket_id, user_id=user_id, version=version,
+                                      smoothing=settings.service_smoothing)
+        elif action == "skip":
+            ticket = tickets.skip(tx, ticket_id, user_id=user_id, version=version)
+        elif action == "cancel":
+            ticket = tickets.cancel(tx, ticket_id, by="staff", version=version)
+        elif action == "return":
+            ticket = tickets.return_to_queue(tx, ticket_id, user_id=user_id, version=version)
+        elif action == "transfer":
+            queue_id = field_type(body, "queue_id", str, required=True)
+            to_front = bool(field_type(body, "to_front", bool))
+            ticket = tickets.transfer(tx, ticket_id, queue_id, user_id=user_id,
+                                      version=version, to_front=to_front)
+        elif action == "reorder":
+            if "after" not in body:
+                raise ValidationError.field("after", "is required (a ticket id, or null for "
+                                            "the front)")
+            ticket = tickets.reorder(tx, ticket_id, after=field_type(body, "after", str),
+                                     version=version)
+        else:  # pragma: no cover - routes below only pass known actions
+            raise NotFound(f"Unknown action {action}.")
+        data = ticket_json(ticket)
+        data.update(status.ticket_status(tx, ticket, settings.default_service_s))
+    return jsonify(data)
+
+
+def _register_action(action: str) -> None:
+    def view(ticket_id: str) -> Response:
+        return _staff_action(ticket_id, action)
+
+    view.__name__ = f"ticket_{action}"
+    view.__doc__ = f"Staff action: {action} the ticket."
+    blueprint.add_url_rule(f"/tickets/<ticket_id>/{action}", view.__name__,
+                           require("staff")(view), methods=["POST"])
+
+
+for _action in ("call", "recall", "complete", "skip", "cancel", "return", "transfer",
+                "reorder"):
+    _register_action(_action)
+
+
+@blueprint.patch("/tickets/<ticket_id>")
+@require("staff")
+def edit_ticket(ticket_id: str) -> Response:
+    """Edit name, phone, notes, labels, extra or priority; needs the current ``version``."""
+    body = json_body()
+    version = field_type(body, "version", int, required=True)
+    changes = {k: v for k, v in body.items() if k != "version"}
+    settings = runtime().settings
+    with runtime().store.write() as tx:
+        ticket = tickets.update(tx, ticket_id, version=version, **changes)
+        data = ticket_json(ticket)
+        data.update(status.ticket_status(tx, ticket, settings.default_service_s))
+    return jsonify(data)

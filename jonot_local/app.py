@@ -1,0 +1,68 @@
+"""The application factory: one ``create_app`` for waitress, the desk window and tests.
+
+Nothing happens at import time. ``create_app`` opens (and migrates) the
+database and wires the event hub; background threads are started by
+``jonot_local.services`` when serving, never here.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import __version__
+from .api import errors as api_errors
+from .db import open_store
+from .events import EventHub
+from .paths import web_dir
+from .runtime import Runtime
+from .settings import Settings
+
+
+def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
+    """Build the office app. ``config``: a ``Settings`` or overrides of the defaults."""
+    settings = config if isinstance(config, Settings) else Settings.load(config)
+    data_dir = Path(settings.data_dir)
+    store = open_store(data_dir, pool_size=settings.db_pool_size)
+    hub = EventHub()
+    store.listeners.append(hub.publish)
+
+    app = Flask(
+        "jonot_local",
+        template_folder=str(web_dir() / "templates"),
+        static_folder=str(web_dir() / "static"),
+    )
+    app.config["SECRET_KEY"] = _secret_key(data_dir)
+    app.config["JSON_SORT_KEYS"] = False
+    app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
+    app.config["JONOT_VERSION"] = __version__
+    app.extensions["jonot"] = Runtime(settings=settings, store=store, hub=hub)
+    if settings.trusted_proxies > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
+                                x_proto=settings.trusted_proxies,
+                                x_host=settings.trusted_proxies)
+
+    from .api import blueprint as api_blueprint
+
+    app.register_blueprint(api_blueprint)
+    api_errors.register(app)
+    return app
+
+
+def _secret_key(data_dir: Path) -> str:
+    """The secret key kept in the data dir, made on first start (never a fallback in code)."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        key = path.read_text().strip()
+        if key:
+            return key
+    key = secrets.token_hex(32)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(key)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return key

@@ -1,0 +1,1 @@
+"""The domain: ticket rules as plain functions over the database, no HTTP inside."""

@@ -1,0 +1,60 @@
+"""Domain errors: what went wrong, in terms of the queue, never of HTTP.
+
+Each carries a stable machine ``code``; the HTTP adapter maps codes to status
+codes in one table (``jonot_local.api.errors``).
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class. ``code`` is stable and documented; ``message`` is for people."""
+
+    code = "domain_error"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class QueueEmpty(DomainError):
+    code = "queue_empty"
+
+
+class QueueClosed(DomainError):
+    code = "queue_closed"
+
+
+class InvalidTransition(DomainError):
+    code = "invalid_transition"
+
+
+class VersionConflict(DomainError):
+    code = "version_conflict"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class ValidationError(DomainError):
+    """Bad input. ``errors`` lists ``{"field", "message"}`` pairs."""
+
+    code = "validation_error"
+
+    def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+    @classmethod
+    def field(cls, name: str, message: str) -> ValidationError:
+        return cls(f"{name}: {message}", [{"field": name, "message": message}])
+
+
+class AuthError(DomainError):
+    code = "unauthorized"

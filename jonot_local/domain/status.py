@@ -1,0 +1,113 @@
+"""What a queue looks like now: positions, estimated waits, now serving, display state."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..db import Tx
+from .model import CALLED, WAITING, Queue, Ticket
+
+
+def position(tx: Tx, ticket: Ticket) -> int | None:
+    """1 + the waiting tickets served before this one; ``None`` unless it is waiting."""
+    if ticket.state != WAITING:
+        return None
+    prio = 1 if ticket.priority == "priority" else 0
+    row = tx.one(
+        "SELECT COUNT(*) AS n FROM tickets WHERE queue_id = ? AND state = 'WAITING' "
+        "AND (priority > ? OR (priority = ? AND order_key < ?))",
+        (ticket.queue_id, prio, prio, ticket.order_key),
+    )
+    return 1 + row["n"]
+
+
+def waiting_count(tx: Tx, queue_id: str) -> int:
+    """How many tickets wait in the queue."""
+    row = tx.one("SELECT COUNT(*) AS n FROM tickets WHERE queue_id = ? AND state = 'WAITING'",
+                 (queue_id,))
+    return row["n"]
+
+
+def desks_serving(tx: Tx, queue_id: str) -> int:
+    """How many desks serve the queue (at least 1, for the estimate)."""
+    row = tx.one("SELECT COUNT(*) AS n FROM desk_queues WHERE queue_id = ?", (queue_id,))
+    return max(1, row["n"])
+
+
+def service_time_s(queue: Queue, default_s: float) -> float:
+    """The queue's smoothed recent service time, or the configured default before data."""
+    return queue.avg_service_s if queue.avg_service_s else default_s
+
+
+def estimated_wait_s(tx: Tx, queue: Queue, people_ahead: int, default_s: float) -> int:
+    """About how long ``people_ahead`` take: service time × people ÷ desks, whole seconds."""
+    if people_ahead <= 0:
+        return 0
+    per = service_time_s(queue, default_s)
+    return int(math.ceil(per * people_ahead / desks_serving(tx, queue.id)))
+
+
+def now_serving(tx: Tx, queue: Queue) -> dict[str, Any] | None:
+    """The code most recently called in the queue and where to, or ``None``."""
+    if not queue.now_serving_ticket_id:
+        return None
+    row = tx.one(
+        "SELECT t.id, t.code, t.state, t.called_at, t.desk_id, d.name AS desk_name "
+        "FROM tickets t LEFT JOIN desks d ON d.id = t.desk_id WHERE t.id = ?",
+        (queue.now_serving_ticket_id,))
+    if row is None:
+        return None
+    return {"code": row["code"], "desk_id": row["desk_id"], "desk_name": row["desk_name"],
+            "called_at": row["called_at"]}
+
+
+def queue_summary(tx: Tx, queue: Queue, default_s: float) -> dict[str, Any]:
+    """The public view of a queue: counts, now serving and the wait for a newcomer."""
+    waiting = waiting_count(tx, queue.id)
+    return {
+        "id": queue.id,
+        "name": queue.name,
+        "prefix": queue.prefix,
+        "colour": queue.colour,
+        "open": queue.is_open,
+        "sort_order": queue.sort_order,
+        "waiting": waiting,
+        "now_serving": now_serving(tx, queue),
+        "estimated_wait_s": estimated_wait_s(tx, queue, waiting, default_s),
+        "service_time_s": round(service_time_s(queue, default_s), 1),
+    }
+
+
+def ticket_status(tx: Tx, ticket: Ticket, default_s: float) -> dict[str, Any]:
+    """What the ticket holder sees besides the ticket: position, wait, now serving, desk."""
+    queue = Queue.from_row(tx.one("SELECT * FROM queues WHERE id = ?", (ticket.queue_id,)))
+    pos = position(tx, ticket)
+    desk_name = None
+    if ticket.state == CALLED and ticket.desk_id:
+        row = tx.one("SELECT name FROM desks WHERE id = ?", (ticket.desk_id,))
+        desk_name = row["name"] if row else None
+    return {
+        "position": pos,
+        "estimated_wait_s": (estimated_wait_s(tx, queue, pos - 1, default_s)
+                             if pos is not None else None),
+        "now_serving": now_serving(tx, queue),
+        "desk_name": desk_name,
+        "queue_name": queue.name,
+    }
+
+
+def recent_calls(tx: Tx, queue_ids: list[str] | None, limit: int = 6) -> list[dict[str, Any]]:
+    """The last calls (newest first) across the given queues (``None``: all)."""
+    sql = ("SELECT i.started_at, t.code, t.queue_id, t.state, i.desk_id, d.name AS desk_name "
+           "FROM interactions i JOIN tickets t ON t.id = i.ticket_id "
+           "LEFT JOIN desks d ON d.id = i.desk_id ")
+    params: list[Any] = []
+    if queue_ids:
+        sql += f"WHERE i.queue_id IN ({','.join('?' * len(queue_ids))}) "
+        params.extend(queue_ids)
+    sql += "ORDER BY i.id DESC LIMIT ?"
+    params.append(limit)
+    return [{"code": r["code"], "queue_id": r["queue_id"], "desk_id": r["desk_id"],
+             "desk_name": r["desk_name"], "called_at": r["started_at"]}
+            for r in tx.all(sql, params)]

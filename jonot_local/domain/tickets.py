@@ -1,0 +1,573 @@
+"""Tickets: joining, the state machine, ordering and edits.
+
+Every function takes an open write transaction (``Tx``) from ``Store.write``,
+so several steps (or a sync command and its record) commit together. Every
+change bumps ``version``, stamps ``updated_at`` and emits one change event.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..db import Tx
+from ..ids import new_ticket_hash, new_ulid
+from ..timeutil import parse_iso, utcnow_iso
+from .errors import (
+    InvalidTransition,
+    NotFound,
+    QueueClosed,
+    QueueEmpty,
+    ValidationError,
+    VersionConflict,
+)
+from .model import (
+    CALLED,
+    CANCELED,
+    COMPLETED,
+    SKIPPED,
+    SOURCES,
+    TERMINAL,
+    WAITING,
+    Interaction,
+    Ticket,
+    format_code,
+)
+
+MAX_NAME = 120
+MAX_PHONE = 40
+MAX_NOTES = 2000
+MAX_LABELS = 10
+MAX_EXTRA = 20
+MAX_SERVICE_SAMPLE_S = 2 * 3600
+
+# Allowed moves of the state machine, by action: (from states, to state).
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "call": (frozenset({WAITING}), CALLED),
+    "recall": (frozenset({CALLED}), CALLED),
+    "complete": (frozenset({CALLED}), COMPLETED),
+    "skip": (frozenset({CALLED}), SKIPPED),
+    "cancel": (frozenset({WAITING, CALLED}), CANCELED),
+    "return": (frozenset({CALLED}), WAITING),
+    "transfer": (frozenset({CALLED}), WAITING),
+}
+
+
+# -- reading -------------------------------------------------------------------
+
+def get(tx: Tx, ticket_id: str) -> Ticket:
+    """The ticket with this id. Raises ``NotFound``."""
+    row = tx.one("SELECT * FROM tickets WHERE id = ?", (ticket_id,))
+    if row is None:
+        raise NotFound(f"No ticket with id {ticket_id}.")
+    return Ticket.from_row(row)
+
+
+def find_by_hash(tx: Tx, ticket_hash: str) -> Ticket | None:
+    """The ticket whose bearer hash this is, or ``None``."""
+    row = tx.one("SELECT * FROM tickets WHERE hash = ?", (ticket_hash,))
+    return Ticket.from_row(row) if row else None
+
+
+def interactions(tx: Tx, ticket_id: str) -> list[Interaction]:
+    """One row per call of the ticket, oldest first."""
+    rows = tx.all("SELECT * FROM interactions WHERE ticket_id = ? ORDER BY id", (ticket_id,))
+    return [Interaction.from_row(r) for r in rows]
+
+
+# -- joining -------------------------------------------------------------------
+
+def join(
+    tx: Tx,
+    queue_id: str,
+    *,
+    source: str = "remote",
+    name: str | None = None,
+    phone: str | None = None,
+    priority: bool = False,
+    extra: list[dict[str, Any]] | None = None,
+    labels: list[dict[str, Any]] | None = None,
+    notes: str = "",
+    allow_closed: bool = False,
+) -> Ticket:
+    """Issue the next ticket of a queue.
+
+    The queue's counter advances in this same transaction, so numbers are
+    1, 2, 3… per queue with no gap and no reuse. Raises ``NotFound`` for an
+    unknown queue, ``QueueClosed`` when it is closed (unless ``allow_closed``),
+    ``ValidationError`` for bad fields.
+    """
+    if source not in SOURCES:
+        raise ValidationError.field("source", f"must be one of {', '.join(SOURCES)}")
+    name = _clean_text("name", name, MAX_NAME)
+    phone = _clean_text("phone", phone, MAX_PHONE)
+    notes = _clean_text("notes", notes, MAX_NOTES) or ""
+    extra_list = validate_extra(extra or [])
+    label_list = validate_labels(labels or [])
+    queue = tx.one("SELECT is_open FROM queues WHERE id = ?", (queue_id,))
+    if queue is None:
+        raise NotFound(f"No queue with id {queue_id}.")
+    if not queue["is_open"] and not allow_closed:
+        raise QueueClosed("This queue is closed and takes no new tickets.", queue_id=queue_id)
+    counter = tx.one(
+        "UPDATE queues SET last_number = last_number + 1 WHERE id = ? "
+        "RETURNING last_number, prefix",
+        (queue_id,),
+    )
+    number, prefix = counter["last_number"], counter["prefix"]
+    now = utcnow_iso()
+    ticket_id = new_ulid()
+    tx.execute(
+        """INSERT INTO tickets (id, queue_id, origin_queue_id, number, code, hash, state,
+               source, name, phone, extra, labels, notes, priority, order_key,
+               created_at, updated_at, version)
+           VALUES (?, ?, ?, ?, ?, ?, 'WAITING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)""",
+        (ticket_id, queue_id, queue_id, number, format_code(prefix, number),
+         new_ticket_hash(), source, name, phone, json.dumps(extra_list),
+         json.dumps(label_list), notes, 1 if priority else 0, _next_order_key(tx),
+         now, now),
+    )
+    ticket = get(tx, ticket_id)
+    _emit(tx, ticket, "joined")
+    return ticket
+
+
+# -- calling -------------------------------------------------------------------
+
+def call_next(tx: Tx, desk_id: str, *, user_id: str | None = None) -> Ticket:
+    """Call the next waiting ticket for a desk.
+
+    The desk's queues are taken in its priority order (``queue_order``), or
+    the oldest head across them (``oldest``); within a queue, priority
+    tickets first, then the order key. Run inside ``Store.write`` this is
+    atomic: each ticket is called by exactly one desk. Raises ``NotFound``
+    for an unknown desk and ``QueueEmpty`` when nothing waits.
+    """
+    desk = tx.one("SELECT id, pick_mode FROM desks WHERE id = ?", (desk_id,))
+    if desk is None:
+        raise NotFound(f"No desk with id {desk_id}.")
+    queue_ids = [r["queue_id"] for r in tx.all(
+        "SELECT queue_id FROM desk_queues WHERE desk_id = ? ORDER BY rank", (desk_id,))]
+    heads: list[Any] = []
+    for queue_id in queue_ids:
+        head = tx.one(
+            "SELECT id, priority, created_at FROM tickets WHERE queue_id = ? AND state = 'WAITING' "
+            "ORDER BY priority DESC, order_key LIMIT 1",
+            (queue_id,),
+        )
+        if head is None:
+            continue
+        if desk["pick_mode"] == "queue_order":
+            heads = [head]
+            break
+        heads.append(head)
+    if not heads:
+        raise QueueEmpty("No ticket is waiting in the queues this desk serves.", desk_id=desk_id)
+    chosen = min(heads, key=lambda h: (-h["priority"], h["created_at"]))
+    return _call(tx, get(tx, chosen["id"]), desk_id, user_id)
+
+
+def call(tx: Tx, ticket_id: str, desk_id: str, *, user_id: str | None = None,
+         version: int | None = None) -> Ticket:
+    """Call this waiting ticket to a desk, out of order if need be."""
+    ticket = _load_for(tx, ticket_id, "call", version)
+    if tx.one("SELECT 1 FROM desks WHERE id = ?", (desk_id,)) is None:
+        raise NotFound(f"No desk with id {desk_id}.")
+    return _call(tx, ticket, desk_id, user_id)
+
+
+def _call(tx: Tx, ticket: Ticket, desk_id: str, user_id: str | None) -> Ticket:
+    now = utcnow_iso()
+    tx.execute(
+        "UPDATE tickets SET state = 'CALLED', desk_id = ?, called_by = ?, called_at = ?, "
+        "recall_count = 0, updated_at = ?, version = version + 1 "
+        "WHERE id = ? AND state = 'WAITING'",
+        (desk_id, user_id, now, now, ticket.id),
+    )
+    tx.execute(
+        "INSERT INTO interactions (ticket_id, queue_id, desk_id, user_id, started_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (ticket.id, ticket.queue_id, desk_id, user_id, now),
+    )
+    tx.execute(
+        "UPDATE queues SET now_serving_ticket_id = ? WHERE id = ?", (ticket.id, ticket.queue_id))
+    called = get(tx, ticket.id)
+    _emit(tx, called, "called")
+    return called
+
+
+def recall(tx: Tx, ticket_id: str, *, user_id: str | None = None,
+           version: int | None = None) -> Ticket:
+    """Announce a called ticket again at the same desk; counts the recalls."""
+    ticket = _load_for(tx, ticket_id, "recall", version)
+    now = utcnow_iso()
+    tx.execute(
+        "UPDATE tickets SET recall_count = recall_count + 1, updated_at = ?, "
+        "version = version + 1 WHERE id = ?",
+        (now, ticket.id),
+    )
+    recalled = get(tx, ticket.id)
+    _emit(tx, recalled, "recalled")
+    return recalled
+
+
+# -- ending a call ---------------------------------------------------------------
+
+def complete(tx: Tx, ticket_id: str, *, user_id: str | None = None,
+             version: int | None = None, smoothing: float = 0.2) -> Ticket:
+    """Mark service done (terminal). Feeds the queue's service-time average."""
+    ticket = _load_for(tx, ticket_id, "complete", version)
+    now = utcnow_iso()
+    started = _end_interaction(tx, ticket, "completed", now)
+    tx.execute(
+        "UPDATE tickets SET state = 'COMPLETED', completed_at = ?, updated_at = ?, "
+        "version = version + 1 WHERE id = ?",
+        (now, now, ticket.id),
+    )
+    if started is not None:
+        _learn_service_time(tx, ticket.queue_id, started, now, smoothing)
+    done = get(tx, ticket.id)
+    _emit(tx, done, "completed")
+    return done
+
+
+def skip(tx: Tx, ticket_id: str, *, user_id: str | None = None,
+         version: int | None = None) -> Ticket:
+    """Mark a called ticket as a no-show (terminal)."""
+    ticket = _load_for(tx, ticket_id, "skip", version)
+    now = utcnow_iso()
+    _end_interaction(tx, ticket, "skipped", now)
+    tx.execute(
+        "UPDATE tickets SET state = 'SKIPPED', skipped_at = ?, updated_at = ?, "
+        "version = version + 1 WHERE id = ?",
+        (now, now, ticket.id),
+    )
+    skipped = get(tx, ticket.id)
+    _emit(tx, skipped, "skipped")
+    return skipped
+
+
+def cancel(tx: Tx, ticket_id: str, *, by: str, version: int | None = None) -> Ticket:
+    """Cancel a waiting or called ticket (terminal); ``by`` is ``customer`` or ``staff``."""
+    if by not in ("customer", "staff"):
+        raise ValidationError.field("canceled_by", "must be customer or staff")
+    ticket = _load_for(tx, ticket_id, "cancel", version)
+    now = utcnow_iso()
+    if ticket.state == CALLED:
+        _end_interaction(tx, ticket, "canceled", now)
+    tx.execute(
+        "UPDATE tickets SET state = 'CANCELED', canceled_at = ?, canceled_by = ?, "
+        "updated_at = ?, version = version + 1 WHERE id = ?",
+        (now, by, now, ticket.id),
+    )
+    canceled = get(tx, ticket.id)
+    _emit(tx, canceled, "canceled")
+    return canceled
+
+
+def return_to_queue(tx: Tx, ticket_id: str, *, user_id: str | None = None,
+                    version: int | None = None) -> Ticket:
+    """Put a called ticket back to waiting; it keeps its place in the queue."""
+    ticket = _load_for(tx, ticket_id, "return", version)
+    now = utcnow_iso()
+    _end_interaction(tx, ticket, "returned", now)
+    tx.execute(
+        "UPDATE tickets SET state = 'WAITING', updated_at = ?, version = version + 1 "
+        "WHERE id = ?",
+        (now, ticket.id),
+    )
+    returned = get(tx, ticket.id)
+    _emit(tx, returned, "returned")
+    return returned
+
+
+def transfer(tx: Tx, ticket_id: str, queue_id: str, *, user_id: str | None = None,
+             version: int | None = None, to_front: bool = False) -> Ticket:
+    """Move a called ticket to another queue as waiting; it keeps its code.
+
+    It goes to the end of that queue, or the front with ``to_front``.
+    """
+    ticket = _load_for(tx, ticket_id, "transfer", version)
+    if tx.one("SELECT 1 FROM queues WHERE id = ?", (queue_id,)) is None:
+        raise NotFound(f"No queue with id {queue_id}.")
+    if queue_id == ticket.queue_id:
+        raise ValidationError.field(
+            "queue_id", "is the ticket's own queue; use return to put it back")
+    now = utcnow_iso()
+    _end_interaction(tx, ticket, "transferred", now)
+    if to_front:
+        first = tx.one(
+            "SELECT MIN(order_key) AS k FROM tickets WHERE queue_id = ? AND state = 'WAITING'",
+            (queue_id,))
+        order_key = (first["k"] - 1.0) if first["k"] is not None else _next_order_key(tx)
+    else:
+        order_key = _next_order_key(tx)
+    tx.execute(
+        "UPDATE tickets SET state = 'WAITING', queue_id = ?, order_key = ?, updated_at = ?, "
+        "version = version + 1 WHERE id = ?",
+        (queue_id, order_key, now, ticket.id),
+    )
+    moved = get(tx, ticket.id)
+    _emit(tx, moved, "transferred", prev_queue_id=ticket.queue_id)
+    return moved
+
+
+# -- edits -----------------------------------------------------------------------
+
+def update(tx: Tx, ticket_id: str, *, version: int, **changes: Any) -> Ticket:
+    """Edit name, phone, notes, labels, extra or priority of a live ticket.
+
+    ``version`` must be the ticket's current version (else ``VersionConflict``);
+    terminal tickets refuse edits (``InvalidTransition``).
+    """
+    ticket = get(tx, ticket_id)
+    _check_version(ticket, version)
+    if ticket.terminal:
+        raise InvalidTransition(
+            f"Ticket {ticket.code} is {ticket.state} and can no longer change.",
+            state=ticket.state)
+    allowed = {"name", "phone", "notes", "labels", "extra", "priority"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValidationError.field(sorted(unknown)[0], "cannot be changed")
+    columns: dict[str, Any] = {}
+    if "name" in changes:
+        columns["name"] = _clean_text("name", changes["name"], MAX_NAME)
+    if "phone" in changes:
+        columns["phone"] = _clean_text("phone", changes["phone"], MAX_PHONE)
+    if "notes" in changes:
+        columns["notes"] = _clean_text("notes", changes["notes"], MAX_NOTES) or ""
+    if "labels" in changes:
+        columns["labels"] = json.dumps(validate_labels(changes["labels"] or []))
+    if "extra" in changes:
+        columns["extra"] = json.dumps(validate_extra(changes["extra"] or []))
+    if "priority" in changes:
+        columns["priority"] = 1 if parse_priority(changes["priority"]) else 0
+    if not columns:
+        return ticket
+    assignments = ", ".join(f"{c} = ?" for c in columns)
+    tx.execute(
+        f"UPDATE tickets SET {assignments}, updated_at = ?, version = version + 1 WHERE id = ?",
+        (*columns.values(), utcnow_iso(), ticket.id),
+    )
+    edited = get(tx, ticket.id)
+    _emit(tx, edited, "updated")
+    return edited
+
+
+def reorder(tx: Tx, ticket_id: str, *, after: str | None, version: int | None = None) -> Ticket:
+    """Move a waiting ticket to just after another waiting ticket of its queue.
+
+    ``after=None`` moves it to the front. Priority still comes first: a normal
+    ticket placed after a priority one is served after all priority tickets.
+    """
+    ticket = _load_waiting(tx, ticket_id, version)
+    if after == ticket.id:
+        raise ValidationError.field("after", "cannot be the ticket itself")
+    if after is None:
+        first = tx.one(
+            "SELECT MIN(order_key) AS k FROM tickets WHERE queue_id = ? AND state = 'WAITING' "
+            "AND id != ?", (ticket.queue_id, ticket.id))
+        new_key = ticket.order_key if first["k"] is None else first["k"] - 1.0
+    else:
+        anchor = tx.one(
+            "SELECT order_key FROM tickets WHERE id = ? AND queue_id = ? AND state = 'WAITING'",
+            (after, ticket.queue_id))
+        if anchor is None:
+            raise ValidationError.field("after", "must be a waiting ticket of the same queue")
+        nxt = tx.one(
+            "SELECT MIN(order_key) AS k FROM tickets WHERE queue_id = ? AND state = 'WAITING' "
+            "AND order_key > ? AND id != ?", (ticket.queue_id, anchor["order_key"], ticket.id))
+        if nxt["k"] is None:
+            new_key = anchor["order_key"] + 1.0
+        else:
+            new_key = (anchor["order_key"] + nxt["k"]) / 2.0
+            if not anchor["order_key"] < new_key < nxt["k"]:
+                _respace_order_keys(tx, ticket.queue_id)
+                return reorder(tx, ticket_id, after=after, version=None)
+    tx.execute(
+        "UPDATE tickets SET order_key = ?, updated_at = ?, version = version + 1 WHERE id = ?",
+        (new_key, utcnow_iso(), ticket.id),
+    )
+    moved = get(tx, ticket.id)
+    _emit(tx, moved, "reordered")
+    return moved
+
+
+# -- validation helpers ------------------------------------------------------------
+
+def parse_priority(value: Any) -> bool:
+    """``priority``/``normal`` (or a boolean) to a boolean. Raises ``ValidationError``."""
+    if isinstance(value, bool):
+        return value
+    if value in ("priority", "normal"):
+        return value == "priority"
+    raise ValidationError.field("priority", "must be 'priority' or 'normal'")
+
+
+def validate_labels(labels: Any) -> list[dict[str, str]]:
+    """Labels as ``[{"value": "VIP", "color": "#ff00ff"}]``; colour defaults to grey."""
+    if not isinstance(labels, list) or len(labels) > MAX_LABELS:
+        raise ValidationError.field("labels", f"must be a list of at most {MAX_LABELS} labels")
+    out = []
+    for i, label in enumerate(labels):
+        if isinstance(label, str):
+            label = {"value": label}
+        if not isinstance(label, dict):
+            raise ValidationError.field(f"labels[{i}]", "must be an object with value and color")
+        value = label.get("value")
+        if not isinstance(value, str) or not value.strip() or len(value) > 32:
+            raise ValidationError.field(f"labels[{i}].value", "must be 1 to 32 characters")
+        color = label.get("color") or "#6e7781"
+        if not _is_colour(color):
+            raise ValidationError.field(f"labels[{i}].color", "must be a colour like #ff00ff")
+        out.append({"value": value.strip(), "color": _norm_colour(color)})
+    return out
+
+
+def validate_extra(extra: Any) -> list[dict[str, str]]:
+    """Free-form fields as ``[{"title": "Reason", "value": "blood test"}]``."""
+    if not isinstance(extra, list) or len(extra) > MAX_EXTRA:
+        raise ValidationError.field("extra", f"must be a list of at most {MAX_EXTRA} fields")
+    out = []
+    for i, item in enumerate(extra):
+        if not isinstance(item, dict):
+            raise ValidationError.field(f"extra[{i}]", "must be an object with title and value")
+        title, value = item.get("title"), item.get("value", "")
+        if not isinstance(title, str) or not title.strip() or len(title) > 60:
+            raise ValidationError.field(f"extra[{i}].title", "must be 1 to 60 characters")
+        if not isinstance(value, str) or len(value) > 500:
+            raise ValidationError.field(f"extra[{i}].value",
+                                        "must be text of at most 500 characters")
+        out.append({"title": title.strip(), "value": value})
+    return out
+
+
+def _clean_text(field: str, value: Any, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError.field(field, "must be text")
+    value = value.strip()
+    if len(value) > limit:
+        raise ValidationError.field(field, f"must be at most {limit} characters")
+    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise ValidationError.field(field, "must not contain control characters")
+    return value or None
+
+
+def _is_colour(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    v = value.lstrip("#")
+    return len(v) in (3, 6) and all(c in "0123456789abcdefABCDEF" for c in v)
+
+
+def _norm_colour(value: str) -> str:
+    v = value.lstrip("#").lower()
+    if len(v) == 3:
+        v = "".join(c * 2 for c in v)
+    return "#" + v
+
+
+# -- internals -----------------------------------------------------------------------
+
+def _load_for(tx: Tx, ticket_id: str, action: str, version: int | None) -> Ticket:
+    ticket = get(tx, ticket_id)
+    _check_version(ticket, version)
+    allowed_from, target = TRANSITIONS[action]
+    if ticket.state not in allowed_from:
+        raise InvalidTransition(
+            f"Ticket {ticket.code} is {ticket.state}; it cannot be "
+            f"{_PAST.get(action, action)}.",
+            state=ticket.state, action=action)
+    return ticket
+
+
+_PAST = {"call": "called", "recall": "recalled", "complete": "completed", "skip": "skipped",
+         "cancel": "canceled", "return": "returned to the queue", "transfer": "transferred"}
+
+
+def _load_waiting(tx: Tx, ticket_id: str, version: int | None) -> Ticket:
+    ticket = get(tx, ticket_id)
+    _check_version(ticket, version)
+    if ticket.state != WAITING:
+        raise InvalidTransition(
+            f"Ticket {ticket.code} is {ticket.state}; only waiting tickets can be moved.",
+            state=ticket.state)
+    return ticket
+
+
+def _check_version(ticket: Ticket, version: int | None) -> None:
+    if version is not None and version != ticket.version:
+        raise VersionConflict(
+            f"Ticket {ticket.code} was changed by someone else (version {ticket.version}, "
+            f"you had {version}). Reload it and try again.",
+            current_version=ticket.version)
+
+
+def _end_interaction(tx: Tx, ticket: Ticket, outcome: str, now: str) -> str | None:
+    """Close the ticket's open interaction; returns when it started."""
+    row = tx.one(
+        "UPDATE interactions SET ended_at = ?, outcome = ? WHERE id = ("
+        "SELECT id FROM interactions WHERE ticket_id = ? AND ended_at IS NULL "
+        "ORDER BY id DESC LIMIT 1) RETURNING started_at",
+        (now, outcome, ticket.id),
+    )
+    return row["started_at"] if row else None
+
+
+def _learn_service_time(tx: Tx, queue_id: str, started: str, ended: str,
+                        smoothing: float) -> None:
+    seconds = (parse_iso(ended) - parse_iso(started)).total_seconds()
+    if not 0 < seconds <= MAX_SERVICE_SAMPLE_S:
+        return
+    tx.execute(
+        "UPDATE queues SET avg_service_s = CASE WHEN avg_service_s IS NULL THEN ? "
+        "ELSE avg_service_s * (1 - ?) + ? * ? END WHERE id = ?",
+        (seconds, smoothing, smoothing, seconds, queue_id),
+    )
+
+
+def _next_order_key(tx: Tx) -> float:
+    row = tx.one(
+        "INSERT INTO settings (key, value) VALUES ('order_seq', '1') "
+        "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value")
+    return float(row["value"])
+
+
+def _respace_order_keys(tx: Tx, queue_id: str) -> None:
+    rows = tx.all(
+        "SELECT id FROM tickets WHERE queue_id = ? AND state = 'WAITING' ORDER BY order_key",
+        (queue_id,))
+    for row in rows:
+        tx.execute("UPDATE tickets SET order_key = ? WHERE id = ?",
+                   (_next_order_key(tx), row["id"]))
+
+
+def _emit(tx: Tx, ticket: Ticket, action: str, **more: Any) -> None:
+    desk_name = None
+    if ticket.desk_id and ticket.state == CALLED:
+        row = tx.one("SELECT name FROM desks WHERE id = ?", (ticket.desk_id,))
+        desk_name = row["name"] if row else None
+    tx.emit({
+        "kind": "ticket",
+        "action": action,
+        "ticket_id": ticket.id,
+        "queue_id": ticket.queue_id,
+        "code": ticket.code,
+        "state": ticket.state,
+        "desk_id": ticket.desk_id if ticket.state == CALLED else None,
+        "desk_name": desk_name,
+        "recall_count": ticket.recall_count,
+        "version": ticket.version,
+        "at": ticket.updated_at,
+        **more,
+    })
+
+
+__all__ = [
+    "TERMINAL", "TRANSITIONS", "get", "find_by_hash", "interactions", "join", "call_next",
+    "call", "recall", "complete", "skip", "cancel", "return_to_queue", "transfer", "update",
+    "reorder", "parse_priority", "validate_labels", "validate_extra", "CANCELED",
+]

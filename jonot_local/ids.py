@@ -1,0 +1,53 @@
+"""Identifiers: sortable ULIDs for rows, unguessable hashes for ticket holders."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_lock = threading.Lock()
+_last_ms = -1
+_last_rand = 0
+
+HASH_LENGTH = 22
+_HASH_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def new_ulid() -> str:
+    """A 26-character ULID: 48-bit millisecond time + 80 random bits.
+
+    Ids made in the same process sort in creation order, also within one
+    millisecond (the random part is incremented instead of redrawn).
+    """
+    global _last_ms, _last_rand
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            ms = _last_ms
+            rand = (_last_rand + 1) & ((1 << 80) - 1)
+        else:
+            rand = secrets.randbits(80)
+        _last_ms, _last_rand = ms, rand
+    value = (ms << 80) | rand
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_ticket_hash() -> str:
+    """A 22-character URL-safe bearer credential with 132 bits from the OS CSPRNG."""
+    return "".join(secrets.choice(_HASH_ALPHABET) for _ in range(HASH_LENGTH))
+
+
+def is_ticket_hash(value: str) -> bool:
+    """True when ``value`` has the shape of a ticket hash (says nothing of existence)."""
+    return len(value) == HASH_LENGTH and all(c in _HASH_ALPHABET for c in value)
+
+
+def new_token() -> str:
+    """A 43-character URL-safe API token (256 bits)."""
+    return secrets.token_urlsafe(32)

@@ -1,0 +1,160 @@
+"""Named, append-only schema migrations, applied at start.
+
+A migration that has shipped is never edited: add a new step instead.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlite_utils import Database, Migrations
+
+from .ids import new_ulid
+from .timeutil import utcnow_iso
+
+MIGRATIONS = Migrations("jonot_local")
+
+
+@MIGRATIONS(name="0001_initial")
+def _initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE location (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        CREATE TABLE queues (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            colour TEXT NOT NULL DEFAULT '#1f6feb',
+            is_open INTEGER NOT NULL DEFAULT 1,
+            sort_order INTEGER NOT NULL DEFAULT 0,
+            last_number INTEGER NOT NULL DEFAULT 0,
+            avg_service_s REAL,
+            now_serving_ticket_id TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE TABLE desks (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            pick_mode TEXT NOT NULL DEFAULT 'queue_order'
+                CHECK (pick_mode IN ('queue_order', 'oldest')),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE desk_queues (
+            desk_id TEXT NOT NULL REFERENCES desks(id) ON DELETE CASCADE,
+            queue_id TEXT NOT NULL REFERENCES queues(id),
+            rank INTEGER NOT NULL,
+            PRIMARY KEY (desk_id, queue_id)
+        );
+        CREATE INDEX ix_desk_queues_queue ON desk_queues(queue_id);
+        CREATE TABLE displays (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            queue_ids TEXT NOT NULL DEFAULT '[]',
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            display_name TEXT NOT NULL DEFAULT '',
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('staff', 'admin')),
+            active INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE api_tokens (
+            token_hash TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        );
+        CREATE TABLE tickets (
+            id TEXT PRIMARY KEY,
+            queue_id TEXT NOT NULL REFERENCES queues(id),
+            number INTEGER NOT NULL,
+            code TEXT NOT NULL,
+            hash TEXT NOT NULL UNIQUE,
+            state TEXT NOT NULL CHECK (state IN
+                ('WAITING', 'CALLED', 'COMPLETED', 'SKIPPED', 'CANCELED')),
+            source TEXT NOT NULL CHECK (source IN ('kiosk', 'desk', 'remote', 'appointment')),
+            name TEXT,
+            phone TEXT,
+            extra TEXT NOT NULL DEFAULT '[]',
+            labels TEXT NOT NULL DEFAULT '[]',
+            notes TEXT NOT NULL DEFAULT '',
+            priority INTEGER NOT NULL DEFAULT 0,
+            order_key REAL NOT NULL,
+            desk_id TEXT REFERENCES desks(id),
+            called_by TEXT REFERENCES users(id),
+            recall_count INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            called_at TEXT,
+            completed_at TEXT,
+            skipped_at TEXT,
+            canceled_at TEXT,
+            canceled_by TEXT CHECK (canceled_by IN ('customer', 'staff')),
+            updated_at TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 1,
+            origin_queue_id TEXT NOT NULL,
+            UNIQUE (origin_queue_id, number)
+        );
+        -- Call-next and position only touch waiting tickets: a partial index
+        -- keeps them independent of the size of the history.
+        CREATE INDEX ix_tickets_waiting ON tickets(queue_id, priority DESC, order_key)
+            WHERE state = 'WAITING';
+        CREATE INDEX ix_tickets_queue_created ON tickets(queue_id, created_at);
+        CREATE INDEX ix_tickets_created ON tickets(created_at);
+        CREATE INDEX ix_tickets_state ON tickets(state, queue_id);
+        CREATE TABLE interactions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ticket_id TEXT NOT NULL REFERENCES tickets(id),
+            queue_id TEXT NOT NULL,
+            desk_id TEXT,
+            user_id TEXT,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            outcome TEXT CHECK (outcome IN
+                ('completed', 'skipped', 'returned', 'transferred', 'canceled'))
+        );
+        CREATE INDEX ix_interactions_ticket ON interactions(ticket_id);
+        CREATE INDEX ix_interactions_started ON interactions(started_at);
+        CREATE INDEX ix_interactions_queue ON interactions(queue_id, id);
+        """
+    )
+    db.execute(
+        "INSERT INTO location (id, name, created_at) VALUES (?, ?, ?)",
+        [new_ulid(), "Jonot Local", utcnow_iso()],
+    )
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply every pending migration; returns the names applied.
+
+    Runs under ``BEGIN IMMEDIATE`` so two processes starting at once on the
+    same file migrate it once.
+    """
+    db = Database(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        pending = [m.name for m in MIGRATIONS.pending(db)]
+        MIGRATIONS.apply(db)
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+    return pending
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    """Names of the migrations recorded in the database."""
+    return [m.name for m in MIGRATIONS.applied(Database(conn))]

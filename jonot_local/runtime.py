@@ -1,0 +1,23 @@
+"""What a running app holds: settings, the store and the event hub, reached in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from .db import Store
+from .events import EventHub
+from .settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    hub: EventHub
+
+
+def runtime() -> Runtime:
+    """The runtime of the current Flask app."""
+    return current_app.extensions["jonot"]

@@ -1,0 +1,1 @@
+"""Cloud sync: outbox, push/pull worker, cloud receiver."""

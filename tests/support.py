@@ -1,0 +1,117 @@
+"""Test helpers: a real office server in a subprocess, and small HTTP helpers."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from jonot_local.app import create_app
+from jonot_local.domain import users
+
+ADMIN = ("admin", "admin-password")
+STAFF = ("staff", "staff-password")
+
+
+class LiveServer:
+    """``jonot-local serve`` really started (waitress, real SQLite file) on loopback."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
+                 args: list[str] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.args = args or []
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.port = 0
+
+    def start(self, timeout: float = 20.0) -> LiveServer:
+        cmd = [sys.executable, "-m", "jonot_local", "serve", "--host", "127.0.0.1",
+               "--port", str(self.port), "--no-zeroconf", "--data-dir", str(self.data_dir),
+               *self.args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=self.env)
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited: {self.proc.stderr.read()}")
+                continue
+            m = re.search(r"http://127\.0\.0\.1:(\d+)/api/v1/health", line)
+            if m:
+                self.port = int(m.group(1))
+                self.url = f"http://127.0.0.1:{self.port}"
+                break
+        else:
+            raise RuntimeError("server did not start in time")
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/api/v1/health", timeout=2).ok:
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not answer in time")
+
+    def kill9(self) -> None:
+        """Kill the server process abruptly, as a power cut would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        if self.proc:
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream:
+                    stream.close()
+
+
+def seed_accounts(data_dir: Path) -> None:
+    """Create the admin and staff accounts of the tests in a data dir."""
+    app = create_app({"data_dir": data_dir})
+    store = app.extensions["jonot"].store
+    with store.write() as tx:
+        users.create_user(tx, ADMIN[0], ADMIN[1], role="admin")
+        users.create_user(tx, STAFF[0], STAFF[1], role="staff")
+    store.close()
+
+
+def token(base_url: str, who: tuple[str, str] = ADMIN) -> dict[str, str]:
+    """Authorization headers for an account of a live server."""
+    r = requests.post(base_url + "/api/v1/auth/token",
+                      json={"username": who[0], "password": who[1]}, timeout=10)
+    r.raise_for_status()
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def setup_office(base_url: str, headers: dict[str, str], queues: int = 1,
+                 desks: int = 1) -> dict[str, Any]:
+    """Create ``queues`` queues (prefixes A, B, …) and ``desks`` desks serving all of them."""
+    qs = []
+    for i in range(queues):
+        r = requests.post(base_url + "/api/v1/queues", headers=headers,
+                          json={"name": f"Queue {i}", "prefix": chr(65 + i)}, timeout=10)
+        r.raise_for_status()
+        qs.append(r.json())
+    ds = []
+    for i in range(desks):
+        r = requests.post(base_url + "/api/v1/desks", headers=headers,
+                          json={"name": f"Desk {i}", "queue_ids": [q["id"] for q in qs]},
+                          timeout=10)
+        r.raise_for_status()
+        ds.append(r.json())
+    return {"queues": qs, "desks": ds}

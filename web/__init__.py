@@ -1,0 +1,1 @@
+"""htmx templates and static files (package data)."""
