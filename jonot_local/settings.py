@@ -7,7 +7,7 @@ from the command line; tests pass a plain dict to ``create_app``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +81,13 @@ class Settings:
         """(environment variable, default, help) for every setting."""
         out = []
         for f in fields(cls):
-            default = f.default if f.default_factory is f.default_factory.__class__ else None
-            if f.name == "data_dir":
+            if f.default is not MISSING:
+                default = str(f.default)
+            elif f.name == "data_dir":
                 default = "platform user data dir"
-            elif default is None:
-                default = f.default
-            out.append(("JONOT_" + f.name.upper(), str(default), f.metadata["help"]))
+            else:
+                default = "computed at start"
+            out.append(("JONOT_" + f.name.upper(), default, f.metadata["help"]))
         return out
 
 
