@@ -537,9 +537,10 @@ def _next_order_key(tx: Tx) -> float:
 
 
 def _respace_order_keys(tx: Tx, queue_id: str) -> None:
+    # Called tickets hold their place too (a return puts them back there).
     rows = tx.all(
-        "SELECT id FROM tickets WHERE queue_id = ? AND state = 'WAITING' ORDER BY order_key",
-        (queue_id,))
+        "SELECT id FROM tickets WHERE queue_id = ? AND state IN ('WAITING', 'CALLED') "
+        "ORDER BY order_key", (queue_id,))
     for row in rows:
         tx.execute("UPDATE tickets SET order_key = ? WHERE id = ?",
                    (_next_order_key(tx), row["id"]))
