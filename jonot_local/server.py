@@ -40,6 +40,9 @@ def make_server(app: Flask, host: str, port: int) -> Any:
         threads=threads,
         connection_limit=connection_limit,
         asyncore_use_poll=True,
+        # Keep reading while a request runs, so a live stream's client hanging up is
+        # noticed at once (waitress.client_disconnected) and its thread freed.
+        channel_request_lookahead=1,
         channel_timeout=120,
         ident="jonot-local",
         clear_untrusted_proxy_headers=True,
