@@ -13,7 +13,7 @@ from .common import current_user, json_body, require
 @blueprint.post("/auth/token")
 def issue_token() -> tuple[Response, int]:
     """Trade ``{"username", "password"}`` for a bearer token (401 when wrong)."""
-    body = json_body()
+    body = json_body(allowed=("username", "password"))
     settings = runtime().settings
     with runtime().store.write() as tx:
         user = users.authenticate(tx, body.get("username"), body.get("password"))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from flask import g, request
@@ -16,46 +17,78 @@ from .errors import ApiError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def json_body(required: bool = True) -> dict[str, Any]:
-    """The request's JSON object. Raises ``ApiError`` 400/415 for anything else."""
-    if not request.data:
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+MAX_OFFSET = 2**53 - 1
+SORT_ORDER_MIN, SORT_ORDER_MAX = -(2**31), 2**31 - 1
+
+
+def json_body(required: bool = True, allowed: Iterable[str] | None = None) -> dict[str, Any]:
+    """The request's JSON object.
+
+    Raises ``ApiError``: 400 when a required body is missing or the body is not a
+    JSON object (malformed, too deeply nested, or with text that is not valid
+    Unicode), 415 when a body is sent as anything but JSON, 422 when it holds a
+    field outside ``allowed`` (``None``: any field). An empty optional body is ``{}``.
+    """
+    raw = request.get_data(cache=True)  # before any form parsing; 413 past the limit
+    if not raw:
         if required:
             raise ApiError(400, "bad_request", "A JSON object is required as the request body.")
         return {}
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type",
                        "Send the body as JSON with Content-Type: application/json.")
-    data = request.get_json(silent=True)
+    try:
+        data = json.loads(raw)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # lone surrogates
+    except (ValueError, RecursionError):
+        data = None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_request", "The request body is not a JSON object.")
+    if allowed is not None:
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise ApiError(422, "validation_error",
+                           f"Unknown field(s): {', '.join(unknown)}.",
+                           errors=[{"field": k, "message": "is not a known field"}
+                                   for k in unknown])
     return data
 
 
 def field_type(data: dict[str, Any], name: str, types: type | tuple[type, ...],
-               required: bool = False) -> Any:
-    """``data[name]`` checked against ``types`` (None allowed when not required)."""
+               required: bool = False, minimum: int | None = None,
+               maximum: int | None = None) -> Any:
+    """``data[name]`` checked against ``types`` (None allowed when not required).
+
+    Booleans are not integers here. ``minimum``/``maximum`` bound integers.
+    Raises ``ApiError`` 422 with the field named in ``errors``.
+    """
     value = data.get(name)
     if value is None:
         if required:
-            raise ApiError(422, "validation_error", f"{name}: is required",
-                           errors=[{"field": name, "message": "is required"}])
+            raise _field_error(name, "is required")
         return None
-    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        value_ok = False
-    else:
-        value_ok = isinstance(value, types)
+    ts = types if isinstance(types, tuple) else (types,)
+    value_ok = isinstance(value, ts) and not (isinstance(value, bool) and bool not in ts)
     if not value_ok:
-        tname = _type_name(types)
-        raise ApiError(422, "validation_error", f"{name}: must be {tname}",
-                       errors=[{"field": name, "message": f"must be {tname}"}])
+        raise _field_error(name, f"must be {_type_name(ts)}")
+    if isinstance(value, int) and not isinstance(value, bool) and (
+            (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)):
+        raise _field_error(name, f"must be between {minimum} and {maximum}")
     return value
 
 
-def _type_name(types: type | tuple[type, ...]) -> str:
+def _field_error(name: str, message: str) -> ApiError:
+    return ApiError(422, "validation_error", f"{name}: {message}",
+                    errors=[{"field": name, "message": message}])
+
+
+def _type_name(types: tuple[type, ...]) -> str:
     names = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
              dict: "an object"}
-    ts = types if isinstance(types, tuple) else (types,)
-    return " or ".join(names.get(t, t.__name__) for t in ts)
+    return " or ".join(names.get(t, t.__name__) for t in types)
 
 
 def current_user() -> dict[str, Any] | None:
@@ -105,19 +138,29 @@ def require(role: str) -> Callable[[F], F]:
 
 
 def int_arg(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
-    """An integer query parameter within bounds, else a 422."""
+    """An integer query parameter (plain ASCII digits) within bounds, else a 422."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
+    digits = raw[1:] if raw.startswith("-") else raw
+    value = int(raw) if digits.isascii() and digits.isdigit() and len(raw) <= 20 else None
     if value is None or value < minimum or (maximum is not None and value > maximum):
         bound = f" between {minimum} and {maximum}" if maximum is not None else f" ≥ {minimum}"
-        raise ApiError(422, "validation_error", f"{name}: must be an integer{bound}",
-                       errors=[{"field": name, "message": f"must be an integer{bound}"}])
+        raise _field_error(name, f"must be an integer{bound}")
     return value
+
+
+def page_args() -> tuple[int, int]:
+    """``(limit, offset)`` from the query: limit 1..500 (default 50), offset ≥ 0."""
+    return (int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+            int_arg("offset", 0, 0, MAX_OFFSET))
+
+
+def page_of(items: Sequence[Any]) -> dict[str, Any]:
+    """A list envelope ``{items, total, limit, offset}`` of one page of ``items``."""
+    limit, offset = page_args()
+    return {"items": list(items[offset:offset + limit]), "total": len(items),
+            "limit": limit, "offset": offset}
 
 
 def ticket_json(ticket: Ticket, *, private: bool = True) -> dict[str, Any]:

@@ -9,28 +9,39 @@ from flask import Response, jsonify
 from ..domain import queues, status, tickets
 from ..runtime import runtime
 from . import blueprint
-from .common import current_user, desk_json, field_type, json_body, require, ticket_json
+from .common import (
+    current_user,
+    desk_json,
+    field_type,
+    json_body,
+    page_of,
+    require,
+    ticket_json,
+)
+
+DESK_FIELDS = ("name", "queue_ids", "pick_mode")
 
 
 @blueprint.get("/desks")
 @require("staff")
 def list_desks() -> Response:
-    """Every desk with its queues in priority order."""
+    """A page of desks (by name) with their queues in priority order."""
     with runtime().store.read() as tx:
         items = [desk_json(d) for d in queues.list_desks(tx)]
-    return jsonify({"items": items, "total": len(items)})
+    return jsonify(page_of(items))
 
 
 @blueprint.post("/desks")
 @require("admin")
 def create_desk() -> tuple[Response, int]:
     """Create a desk ``{"name", "queue_ids": [...], "pick_mode"?}``."""
-    body = json_body()
+    body = json_body(allowed=DESK_FIELDS)
+    pick_mode = field_type(body, "pick_mode", str)
     with runtime().store.write() as tx:
         desk = queues.create_desk(
             tx, name=field_type(body, "name", str, required=True),
             queue_ids=field_type(body, "queue_ids", list, required=True),
-            pick_mode=field_type(body, "pick_mode", str) or "queue_order")
+            pick_mode="queue_order" if pick_mode is None else pick_mode)
     return jsonify(desk_json(desk)), 201
 
 
@@ -46,7 +57,7 @@ def get_desk(desk_id: str) -> Response:
 @require("admin")
 def update_desk(desk_id: str) -> Response:
     """Change a desk's name, queues (priority order) or ``pick_mode``."""
-    body = json_body()
+    body = json_body(allowed=DESK_FIELDS)
     with runtime().store.write() as tx:
         desk = queues.update_desk(
             tx, desk_id, name=field_type(body, "name", str),
@@ -59,7 +70,7 @@ def update_desk(desk_id: str) -> Response:
 @require("staff")
 def call_next(desk_id: str) -> Response:
     """Call the next ticket for this desk; 404 ``queue_empty`` when none waits."""
-    json_body(required=False)
+    json_body(required=False, allowed=())
     user_id = current_user()["id"]
     with runtime().store.write() as tx:
         ticket = tickets.call_next(tx, desk_id, user_id=user_id)
@@ -72,17 +83,17 @@ def call_next(desk_id: str) -> Response:
 
 @blueprint.get("/displays")
 def list_displays() -> Response:
-    """Every display."""
+    """A page of displays, by name."""
     with runtime().store.read() as tx:
         items = queues.list_displays(tx)
-    return jsonify({"items": items, "total": len(items)})
+    return jsonify(page_of(items))
 
 
 @blueprint.post("/displays")
 @require("admin")
 def create_display() -> tuple[Response, int]:
     """Create a display ``{"name", "queue_ids"?}`` (no queues: it shows them all)."""
-    body = json_body()
+    body = json_body(allowed=("name", "queue_ids"))
     with runtime().store.write() as tx:
         display = queues.create_display(
             tx, name=field_type(body, "name", str, required=True),

@@ -64,10 +64,12 @@ def problem(status: int, code: str, message: str, *,
     }
     if errors is not None:
         body["errors"] = errors
-    body.update({k: v for k, v in extra.items() if v is not None})
+    body.update({k: v for k, v in extra.items() if v is not None and k not in body})
     resp = Response(json.dumps(body), status=status, mimetype="application/problem+json")
     for key, value in (headers or {}).items():
         resp.headers[key] = value
+    if status == 401 and "WWW-Authenticate" not in resp.headers:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="jonot"'
     return resp
 
 
@@ -77,8 +79,13 @@ def from_domain(err: de.DomainError) -> Response:
     errors = err.errors if isinstance(err, de.ValidationError) else None
     if isinstance(err, de.ValidationError) and not errors:
         errors = []
-    extra = {k: v for k, v in err.details.items() if isinstance(v, str | int | float | bool)}
+    extra = {k: v for k, v in err.details.items()
+             if isinstance(v, str | int | float | bool) and k not in _RESERVED}
     return problem(status, err.code, err.message, errors=errors, **extra)
+
+
+_RESERVED = frozenset({"type", "title", "status", "code", "message", "detail", "errors",
+                       "headers"})
 
 
 def _is_api_request() -> bool:
@@ -105,6 +112,7 @@ def register(app: Flask) -> None:
         message = {
             404: "There is nothing at this address. Check the path against /api/v1/openapi.json.",
             405: f"{request.method} is not allowed here.",
+            413: "The request body is too large.",
         }.get(status, err.description or code)
         headers = {}
         if status == 405 and getattr(err, "valid_methods", None):

@@ -13,13 +13,14 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 
 class TokenBuckets:
     """Many token buckets of one size, keyed by client, with bounded memory."""
 
     def __init__(self, per_minute: int, max_keys: int = 20_000,
-                 clock: callable = time.monotonic) -> None:  # type: ignore[valid-type]
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.capacity = float(max(1, per_minute))
         self.rate = self.capacity / 60.0
         self.max_keys = max_keys
@@ -49,3 +50,24 @@ class TokenBuckets:
             while len(self._buckets) > self.max_keys:
                 self._buckets.popitem(last=False)
             return 0
+
+
+class HashLookupLimits:
+    """The two budgets of look-ups by hash: every look-up, and look-ups that missed."""
+
+    def __init__(self, per_minute: int, misses_per_minute: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = TokenBuckets(per_minute, clock=clock)
+        self.misses = TokenBuckets(misses_per_minute, clock=clock)
+
+    def admit(self, key: str) -> int:
+        """0 when ``key`` may look up now (drawing one look-up), else the seconds to wait.
+
+        A client whose miss budget is spent is refused every look-up, valid or not,
+        until it refills: guessing must not be able to hide behind real look-ups.
+        """
+        return self.misses.retry_after(key) or self.every.take(key)
+
+    def missed(self, key: str) -> None:
+        """Record a look-up of an unknown hash."""
+        self.misses.take(key)

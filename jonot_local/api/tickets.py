@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 from flask import Response, current_app, jsonify, request, url_for
 
-from ..domain import status, tickets
+from ..domain import listing, status, tickets
 from ..domain.errors import NotFound, ValidationError
-from ..domain.model import SOURCES, STATES, Ticket
+from ..domain.model import SOURCES, Ticket
 from ..ids import is_ticket_hash
 from ..runtime import runtime
-from ..timeutil import parse_iso
+from ..timeutil import parse_iso, to_iso
 from . import blueprint
-from .common import current_user, field_type, int_arg, json_body, require, ticket_json
+from .common import current_user, field_type, json_body, page_args, require, ticket_json
 from .errors import ApiError
-from .ratelimit import TokenBuckets
+from .ratelimit import HashLookupLimits
 
 
 def ticket_page_url(ticket_hash: str) -> str:
@@ -35,24 +36,34 @@ def holder_view(tx: Any, ticket: Ticket) -> dict[str, Any]:
 
 # -- join ------------------------------------------------------------------------------
 
+JOIN_FIELDS = ("name", "phone", "priority", "source", "labels", "extra", "notes")
+ANONYMOUS_SOURCES = ("kiosk", "remote")
+
+
 @blueprint.post("/queues/<queue_id>/tickets")
 def join(queue_id: str) -> tuple[Response, int]:
-    """Take a number. Anyone may join; staff may also set priority and source ``desk``."""
-    body = json_body(required=False)
+    """Take a number. Anyone may join; only staff may set priority, notes or another source.
+
+    Anonymous callers (kiosk, phone) get the ticket without personal fields echoed.
+    """
+    body = json_body(required=False, allowed=JOIN_FIELDS)
     user = current_user()
     source = field_type(body, "source", str)
+    if source is not None and source not in SOURCES:
+        raise ValidationError.field("source", f"must be one of {', '.join(SOURCES)}")
+    priority = (tickets.parse_priority(body["priority"]) if body.get("priority") is not None
+                else False)
+    notes = field_type(body, "notes", str)
     if user is None:
         source = source or "remote"
-        if source not in ("kiosk", "remote"):
+        if source not in ANONYMOUS_SOURCES:
             raise ApiError(403, "forbidden", f"Only staff can create {source} tickets.")
-        if body.get("priority") not in (None, False, "normal"):
+        if priority:
             raise ApiError(403, "forbidden", "Only staff can give a ticket priority.")
+        if notes:
+            raise ApiError(403, "forbidden", "Only staff can add notes to a ticket.")
     else:
         source = source or "desk"
-    if source not in SOURCES:
-        raise ValidationError.field("source", f"must be one of {', '.join(SOURCES)}")
-    priority = tickets.parse_priority(body["priority"]) if body.get("priority") is not None \
-        else False
     store = runtime().store
     with store.write() as tx:
         ticket = tickets.join(
@@ -62,7 +73,7 @@ def join(queue_id: str) -> tuple[Response, int]:
             priority=priority,
             extra=field_type(body, "extra", list),
             labels=field_type(body, "labels", list),
-            notes=(field_type(body, "notes", str) or "") if user else "",
+            notes=notes or "",
         )
         data = ticket_json(ticket, private=user is not None)
         data.update(status.ticket_status(tx, ticket, runtime().settings.default_service_s))
@@ -74,16 +85,22 @@ def join(queue_id: str) -> tuple[Response, int]:
 
 # -- holder (by hash) ---------------------------------------------------------------------
 
-def _limits() -> tuple[TokenBuckets, TokenBuckets]:
+_limits_lock = threading.Lock()
+
+
+def _limits() -> HashLookupLimits:
     ext = current_app.extensions
     if "jonot_limits" not in ext:
-        settings = runtime().settings
-        ext["jonot_limits"] = (TokenBuckets(settings.hash_lookup_per_min),
-                               TokenBuckets(settings.hash_miss_per_min))
+        with _limits_lock:
+            if "jonot_limits" not in ext:
+                settings = runtime().settings
+                ext["jonot_limits"] = HashLookupLimits(settings.hash_lookup_per_min,
+                                                       settings.hash_miss_per_min)
     return ext["jonot_limits"]
 
 
 def _client_key() -> str:
+    """The client's address (behind ``trusted_proxies``, from X-Forwarded-For)."""
     return request.remote_addr or "unknown"
 
 
@@ -93,9 +110,9 @@ def lookup_by_hash(ticket_hash: str) -> tuple[Ticket | None, float]:
     Raises ``ApiError`` 429 when the client is over a budget.
     """
     started = time.monotonic()
-    every, misses = _limits()
+    limits = _limits()
     key = _client_key()
-    wait = misses.retry_after(key) or every.take(key)
+    wait = limits.admit(key)
     if wait:
         raise ApiError(429, "rate_limited",
                        f"Too many look-ups from this address; try again in {wait} s.",
@@ -105,7 +122,7 @@ def lookup_by_hash(ticket_hash: str) -> tuple[Ticket | None, float]:
         with runtime().store.read() as tx:
             ticket = tickets.find_by_hash(tx, ticket_hash)
     if ticket is None:
-        misses.take(key)
+        limits.missed(key)
     return ticket, started
 
 
@@ -153,13 +170,21 @@ def cancel_by_hash(ticket_hash: str) -> Response:
 
 # -- staff ------------------------------------------------------------------------------
 
-SORTS = {
-    "created_at": "created_at", "-created_at": "created_at DESC",
-    "number": "number", "-number": "number DESC",
-    "updated_at": "updated_at", "-updated_at": "updated_at DESC",
-    "called_at": "called_at", "-called_at": "called_at DESC",
-    "queue": "priority DESC, order_key",
-}
+def _csv_arg(name: str) -> list[str]:
+    """A comma-separated query parameter as a list (empty when absent)."""
+    raw = request.args.get(name) or ""
+    return [v.strip() for v in raw.split(",") if v.strip()]
+
+
+def _time_arg(name: str) -> str | None:
+    """An ISO 8601 query parameter in the stored UTC form, else a 422."""
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        return to_iso(parse_iso(raw))
+    except (ValueError, OverflowError):
+        raise ValidationError.field(name, "must be an ISO 8601 timestamp") from None
 
 
 @blueprint.get("/tickets")
@@ -167,45 +192,23 @@ SORTS = {
 def list_tickets() -> Response:
     """Filtered, paginated tickets with the total count.
 
-    Filters: ``queue``, ``state`` and ``source`` (comma-separated lists),
-    ``created_after``/``created_before`` (ISO 8601); ``sort`` one of SORTS;
-    ``limit`` (≤ 500) and ``offset``.
+    Filters: ``queue``, ``state`` (any case) and ``source``, comma-separated lists;
+    ``created_after`` (inclusive) / ``created_before`` (exclusive), ISO 8601;
+    ``sort`` one of ``listing.SORTS``; ``limit`` (1..500, default 50) and ``offset``.
     """
-    where, params = [], []
-    for arg, column, allowed in (("queue", "queue_id", None), ("state", "state", STATES),
-                                 ("source", "source", SOURCES)):
-        raw = request.args.get(arg)
-        if not raw:
-            continue
-        values = [v.strip() for v in raw.split(",") if v.strip()]
-        if arg == "state":
-            values = [v.upper() for v in values]
-        bad = [v for v in values if allowed is not None and v not in allowed]
-        if bad or not values:
-            raise ValidationError.field(arg, f"must be among {', '.join(allowed or ['ids'])}")
-        where.append(f"{column} IN ({','.join('?' * len(values))})")
-        params.extend(values)
-    for arg, op in (("created_after", ">="), ("created_before", "<")):
-        raw = request.args.get(arg)
-        if raw:
-            try:
-                moment = parse_iso(raw)
-            except ValueError:
-                raise ValidationError.field(arg, "must be an ISO 8601 timestamp") from None
-            where.append(f"created_at {op} ?")
-            params.append(moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-    sort = request.args.get("sort", "-created_at")
-    if sort not in SORTS:
-        raise ValidationError.field("sort", f"must be one of {', '.join(SORTS)}")
-    limit = int_arg("limit", 50, 1, 500)
-    offset = int_arg("offset", 0, 0)
-    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    flt = listing.TicketFilter(
+        queue_ids=_csv_arg("queue"),
+        states=[v.upper() for v in _csv_arg("state")],
+        sources=_csv_arg("source"),
+        created_after=_time_arg("created_after"),
+        created_before=_time_arg("created_before"),
+    )
+    sort = request.args.get("sort") or "-created_at"
+    limit, offset = page_args()
     with runtime().store.read() as tx:
-        total = tx.one(f"SELECT COUNT(*) AS n FROM tickets {clause}", params)["n"]
-        rows = tx.all(f"SELECT * FROM tickets {clause} ORDER BY {SORTS[sort]}, id "
-                      f"LIMIT ? OFFSET ?", [*params, limit, offset])
-        items = [ticket_json(Ticket.from_row(r)) for r in rows]
-    return jsonify({"items": items, "total": total, "limit": limit, "offset": offset})
+        total, found = listing.list_tickets(tx, flt, sort=sort, limit=limit, offset=offset)
+    return jsonify({"items": [ticket_json(t) for t in found], "total": total,
+                    "limit": limit, "offset": offset})
 
 
 @blueprint.get("/tickets/<ticket_id>")
@@ -221,8 +224,21 @@ def ticket_detail(ticket_id: str) -> Response:
     return jsonify(data)
 
 
+ACTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "call": ("desk_id", "version"),
+    "recall": ("version",),
+    "complete": ("version",),
+    "skip": ("version",),
+    "cancel": ("version",),
+    "return": ("version",),
+    "transfer": ("queue_id", "to_front", "version"),
+    "reorder": ("after", "version"),
+}
+EDIT_FIELDS = ("version", "name", "phone", "notes", "labels", "extra", "priority")
+
+
 def _staff_action(ticket_id: str, action: str) -> Response:
-    body = json_body(required=False)
+    body = json_body(required=False, allowed=ACTION_FIELDS[action])
     version = field_type(body, "version", int)
     user_id = current_user()["id"]
     settings = runtime().settings
@@ -269,8 +285,7 @@ def _register_action(action: str) -> None:
                            require("staff")(view), methods=["POST"])
 
 
-for _action in ("call", "recall", "complete", "skip", "cancel", "return", "transfer",
-                "reorder"):
+for _action in ACTION_FIELDS:
     _register_action(_action)
 
 
@@ -278,7 +293,7 @@ for _action in ("call", "recall", "complete", "skip", "cancel", "return", "trans
 @require("staff")
 def edit_ticket(ticket_id: str) -> Response:
     """Edit name, phone, notes, labels, extra or priority; needs the current ``version``."""
-    body = json_body()
+    body = json_body(allowed=EDIT_FIELDS)
     version = field_type(body, "version", int, required=True)
     changes = {k: v for k, v in body.items() if k != "version"}
     settings = runtime().settings
