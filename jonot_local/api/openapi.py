@@ -1,9 +1,671 @@
-"""The OpenAPI 3.1 document of /api/v1."""
+"""The OpenAPI 3.1 document of ``/api/v1``, built from Python dicts in this one module.
+
+It describes what the code does, not an ideal: a test compares its paths and
+methods with Flask's url_map both ways, and schemathesis checks the real
+responses (bodies, status codes, headers) against it. Every operation carries
+``x-jonot-role`` (``anyone``, ``holder``, ``staff`` or ``admin``) so tests can
+walk the access rules from the document itself.
+
+Response objects are closed (``additionalProperties: false``) so that a field
+the code starts returning must be documented here first; problem bodies stay
+open, as RFC 9457 allows extension members (``state``, ``current_version`` …).
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
+
+from .. import __version__
+from ..domain.listing import SORTS as TICKET_SORTS
+from ..domain.model import OUTCOMES, SOURCES, STATES
+from ..domain.queues import PICK_MODES
+from ..domain.users import ROLES
+from ..ids import HASH_LENGTH
+from .common import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, SORT_ORDER_MAX, SORT_ORDER_MIN
+
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+SSE = "text/event-stream"
+
+
+
+# -- small builders -------------------------------------------------------------------
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` or null: ``type: [x, "null"]`` for simple types, ``anyOf`` for refs."""
+    if "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    out = dict(schema)
+    kind = out.get("type")
+    if isinstance(kind, str):
+        out["type"] = [kind, "null"]
+    elif isinstance(kind, list) and "null" not in kind:
+        out["type"] = [*kind, "null"]
+    if "enum" in out and None not in out["enum"]:
+        out["enum"] = [*out["enum"], None]
+    return out
+
+
+def obj(props: dict[str, Any], required: list[str] | tuple[str, ...] = (), *,
+        closed: bool = True, description: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    if description:
+        schema["description"] = description
+    return schema
+
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+BOOL = {"type": "boolean"}
+TIME = {"type": "string", "format": "date-time", "description": "UTC, ISO 8601"}
+ID = {"type": "string", "description": "A ULID"}
+
+
+# -- schemas ------------------------------------------------------------------------
+
+def _problem() -> dict[str, Any]:
+    return obj({
+        "type": {"type": "string", "format": "uri"},
+        "title": STR,
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "code": {"type": "string", "description": "Stable machine code: validation_error, "
+                 "not_found, queue_empty, queue_closed, invalid_transition, version_conflict, "
+                 "conflict, unauthorized, forbidden, rate_limited, streams_full, bad_request, "
+                 "unsupported_media_type, payload_too_large, method_not_allowed, "
+                 "internal_error …"},
+        "message": {"type": "string", "description": "For people: what went wrong and what "
+                    "to do."},
+        "detail": {"type": "string", "description": "Same as message (RFC 9457 name)."},
+        "errors": {"type": "array", "items": ref("FieldError"),
+                   "description": "Present for validation_error: one entry per bad field."},
+    }, ["type", "title", "status", "code", "message", "detail"], closed=False,
+        description="RFC 9457 problem details with a stable code. Extension members "
+                    "(state, action, current_version, field, queue_id, desk_id) may appear.")
+
+
+_TICKET_PUBLIC: dict[str, Any] = {
+    "id": ID,
+    "queue_id": ID,
+    "number": {"type": "integer", "minimum": 1,
+               "description": "Per queue, 1, 2, 3 … never reset or reused"},
+    "code": {"type": "string", "description": "Prefix + number padded to 3 digits: A042"},
+    "hash": {"type": "string", "minLength": HASH_LENGTH, "maxLength": HASH_LENGTH,
+             "description": "The holder's bearer credential"},
+    "state": {"type": "string", "enum": list(STATES)},
+    "source": {"type": "string", "enum": list(SOURCES)},
+    "labels": {"type": "array", "items": ref("Label")},
+    "priority": {"type": "string", "enum": ["normal", "priority"]},
+    "desk_id": nullable(ID),
+    "recall_count": {"type": "integer", "minimum": 0},
+    "created_at": TIME,
+    "called_at": nullable(TIME),
+    "completed_at": nullable(TIME),
+    "skipped_at": nullable(TIME),
+    "canceled_at": nullable(TIME),
+    "canceled_by": nullable({"type": "string", "enum": ["customer", "staff"]}),
+    "updated_at": TIME,
+    "version": {"type": "integer", "minimum": 1,
+                "description": "Grows on every change; send it back to edit safely"},
+}
+_TICKET_PRIVATE: dict[str, Any] = {
+    "name": nullable(STR),
+    "phone": nullable(STR),
+    "notes": STR,
+    "extra": {"type": "array", "items": ref("ExtraField")},
+    "called_by": nullable({"type": "string", "description": "User id"}),
+}
+_TICKET_STATUS: dict[str, Any] = {
+    "position": nullable({"type": "integer", "minimum": 1,
+                          "description": "1 + tickets served before it; null unless WAITING"}),
+    "estimated_wait_s": nullable({"type": "integer", "minimum": 0,
+                                  "description": "About how long until it is called"}),
+    "now_serving": nullable(ref("NowServing")),
+    "desk_name": nullable({"type": "string", "description": "Where to go, once CALLED"}),
+    "queue_name": STR,
+}
+_URL = {"url": {"type": "string", "format": "uri", "description": "The ticket page"}}
+
+
+def _schemas() -> dict[str, dict[str, Any]]:
+    pub, priv, stat = _TICKET_PUBLIC, _TICKET_PRIVATE, _TICKET_STATUS
+    return {
+        "Problem": _problem(),
+        "FieldError": obj({"field": STR, "message": STR}, ["field", "message"]),
+        "Label": obj({"value": STR, "color": {"type": "string", "pattern": "^#[0-9a-f]{6}$"}},
+                     ["value", "color"]),
+        "ExtraField": obj({"title": STR, "value": STR}, ["title", "value"]),
+        "NowServing": obj({
+            "code": STR, "desk_id": nullable(ID), "desk_name": nullable(STR),
+            "called_at": nullable(TIME),
+        }, ["code", "desk_id", "desk_name", "called_at"],
+            description="The code most recently called in a queue, and where to"),
+        "Ticket": obj({**pub, **priv}, [*pub, *priv],
+                      description="A ticket as staff see it (list items)"),
+        "StaffTicket": obj({**pub, **priv, **stat}, [*pub, *priv, *stat],
+                           description="A ticket as staff see it, with its position and wait"),
+        "TicketDetail": obj(
+            {**pub, **priv, **stat,
+             "interactions": {"type": "array", "items": ref("Interaction")}},
+            [*pub, *priv, *stat, "interactions"]),
+        "HolderTicket": obj({**pub, **stat, **_URL}, [*pub, *stat, *_URL],
+                            description="What the holder of the hash sees: no name, phone, "
+                                        "notes, extra fields or staff ids"),
+        "JoinedTicket": obj(
+            {**pub, **priv, **stat, **_URL}, [*pub, *stat, *_URL],
+            description="The new ticket. name, phone, notes, extra and called_by are "
+                        "only returned to staff callers."),
+        "Interaction": obj({
+            "id": INT, "ticket_id": ID, "queue_id": ID, "desk_id": nullable(ID),
+            "user_id": nullable(STR), "started_at": TIME, "ended_at": nullable(TIME),
+            "outcome": nullable({"type": "string", "enum": list(OUTCOMES)}),
+        }, ["id", "ticket_id", "queue_id", "desk_id", "user_id", "started_at", "ended_at",
+            "outcome"], description="One call of a ticket and how it ended"),
+        "Queue": obj({
+            "id": ID, "name": STR, "prefix": {"type": "string", "pattern": "^[A-Z]{1,3}$"},
+            "colour": {"type": "string", "pattern": "^#[0-9a-f]{6}$"},
+            "open": BOOL, "sort_order": INT,
+            "waiting": {"type": "integer", "minimum": 0},
+            "now_serving": nullable(ref("NowServing")),
+            "estimated_wait_s": {"type": "integer", "minimum": 0,
+                                 "description": "For someone joining now"},
+            "service_time_s": {"type": "number", "minimum": 0,
+                               "description": "Smoothed recent service time"},
+        }, ["id", "name", "prefix", "colour", "open", "sort_order", "waiting", "now_serving",
+            "estimated_wait_s", "service_time_s"], description="A queue's public summary"),
+        "Desk": obj({
+            "id": ID, "name": STR, "pick_mode": {"type": "string", "enum": list(PICK_MODES)},
+            "queue_ids": {"type": "array", "items": ID,
+                          "description": "Served queues, in priority order"},
+            "created_at": TIME, "updated_at": TIME,
+        }, ["id", "name", "pick_mode", "queue_ids", "created_at", "updated_at"]),
+        "Display": obj({
+            "id": ID, "name": STR,
+            "queue_ids": {"type": "array", "items": ID, "description": "Empty: every queue"},
+            "created_at": TIME,
+        }, ["id", "name", "queue_ids", "created_at"]),
+        "RecentCall": obj({
+            "code": STR, "queue_id": ID, "desk_id": nullable(ID), "desk_name": nullable(STR),
+            "called_at": TIME,
+        }, ["code", "queue_id", "desk_id", "desk_name", "called_at"]),
+        "DisplayState": obj({
+            "display": ref("Display"),
+            "queues": {"type": "array", "items": ref("Queue")},
+            "recent_calls": {"type": "array", "items": ref("RecentCall"), "maxItems": 6,
+                             "description": "Newest first"},
+        }, ["display", "queues", "recent_calls"]),
+        "User": obj({
+            "id": ID, "username": STR, "display_name": STR,
+            "role": {"type": "string", "enum": list(ROLES)}, "active": BOOL, "created_at": TIME,
+        }, ["id", "username", "display_name", "role", "active", "created_at"]),
+        "Token": obj({
+            "token": STR, "token_type": {"type": "string", "const": "Bearer"},
+            "expires_at": TIME, "user": ref("User"),
+        }, ["token", "token_type", "expires_at", "user"]),
+        "Health": obj({
+            "status": {"type": "string", "const": "ok"},
+            "version": STR, "location_id": STR, "location_name": STR,
+            "sync": obj({"state": STR}, ["state"], closed=False),
+        }, ["status", "version", "location_id", "location_name", "sync"]),
+        "QueueList": _list_of("Queue"),
+        "DeskList": _list_of("Desk"),
+        "DisplayList": _list_of("Display"),
+        "TicketList": _list_of("Ticket"),
+        **_request_schemas(),
+    }
+
+
+def _list_of(item: str) -> dict[str, Any]:
+    return obj({
+        "items": {"type": "array", "items": ref(item)},
+        "total": {"type": "integer", "minimum": 0, "description": "Matches across all pages"},
+        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+        "offset": {"type": "integer", "minimum": 0},
+    }, ["items", "total", "limit", "offset"])
+
+
+# -- request bodies -------------------------------------------------------------------
+
+NAME_IN = {"type": "string", "minLength": 1, "maxLength": 80,
+           "description": "Trimmed; 1 to 80 characters"}
+PREFIX_IN = {"type": "string", "pattern": "^[A-Za-z]{1,3}$",
+             "description": "1 to 3 letters, stored in capitals; unique in the office"}
+COLOUR_IN = {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"}
+SORT_ORDER_IN = {"type": "integer", "minimum": SORT_ORDER_MIN, "maximum": SORT_ORDER_MAX,
+                 "description": "Order on the kiosk"}
+QUEUE_IDS_IN = {"type": "array", "items": {"type": "string"}, "uniqueItems": True}
+PICK_MODE_IN = {"type": "string", "enum": list(PICK_MODES),
+                "description": "queue_order: the desk's queues in its priority order; "
+                               "oldest: the longest-waiting head across them"}
+VERSION_IN = {"type": "integer",
+              "description": "The version you saw; a stale one is refused (409 "
+                             "version_conflict)"}
+PRIORITY_IN = {"type": ["string", "boolean"], "enum": ["normal", "priority", True, False]}
+TEXT_IN = {"type": "string"}
+LABEL_IN = {
+    "anyOf": [
+        {"type": "string", "minLength": 1, "maxLength": 32},
+        {"type": "object", "properties": {
+            "value": {"type": "string", "minLength": 1, "maxLength": 32},
+            "color": nullable({"type": "string",
+                               "pattern": "^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"}),
+        }, "required": ["value"]},
+    ],
+    "description": "A tag: a string, or {value, color}; the colour defaults to grey",
+}
+EXTRA_IN = {"type": "object", "properties": {
+    "title": {"type": "string", "minLength": 1, "maxLength": 60},
+    "value": {"type": "string", "maxLength": 500},
+}, "required": ["title"]}
+LABELS_IN = {"type": "array", "items": LABEL_IN, "maxItems": 10}
+EXTRAS_IN = {"type": "array", "items": EXTRA_IN, "maxItems": 20}
+
+
+def _request_schemas() -> dict[str, dict[str, Any]]:
+    return {
+        "TokenRequest": obj({"username": STR, "password": STR}, ["username", "password"]),
+        "QueueCreate": obj({
+            "name": NAME_IN, "prefix": PREFIX_IN, "colour": nullable(COLOUR_IN),
+            "open": nullable(BOOL), "sort_order": nullable(SORT_ORDER_IN),
+        }, ["name", "prefix"]),
+        "QueueUpdate": obj({
+            "name": nullable(NAME_IN), "prefix": nullable(PREFIX_IN),
+            "colour": nullable(COLOUR_IN),
+            "open": nullable({**BOOL, "description": "false closes the queue to new tickets"}),
+            "sort_order": nullable(SORT_ORDER_IN),
+        }, description="Only the fields given (and not null) change"),
+        "DeskCreate": obj({
+            "name": NAME_IN, "queue_ids": {**QUEUE_IDS_IN, "minItems": 1},
+            "pick_mode": nullable(PICK_MODE_IN),
+        }, ["name", "queue_ids"]),
+        "DeskUpdate": obj({
+            "name": nullable(NAME_IN), "queue_ids": nullable({**QUEUE_IDS_IN, "minItems": 1}),
+            "pick_mode": nullable(PICK_MODE_IN),
+        }, description="Only the fields given (and not null) change"),
+        "DisplayCreate": obj({"name": NAME_IN, "queue_ids": nullable(QUEUE_IDS_IN)}, ["name"]),
+        "JoinRequest": obj({
+            "name": nullable({"type": "string", "maxLength": 120}),
+            "phone": nullable({"type": "string", "maxLength": 40}),
+            "priority": nullable({**PRIORITY_IN, "description": "Staff only: priority "
+                                  "tickets are served first within the queue"}),
+            "source": nullable({"type": "string", "enum": list(SOURCES),
+                                "description": "Anonymous callers: kiosk or remote (the "
+                                               "default); staff: any (default desk)"}),
+            "labels": nullable(LABELS_IN),
+            "extra": nullable(EXTRAS_IN),
+            "notes": nullable({"type": "string", "maxLength": 2000,
+                               "description": "Staff only"}),
+        }),
+        "CallRequest": obj({"desk_id": STR, "version": nullable(VERSION_IN)}, ["desk_id"]),
+        "ActionRequest": obj({"version": nullable(VERSION_IN)}),
+        "TransferRequest": obj({
+            "queue_id": STR, "to_front": nullable(BOOL), "version": nullable(VERSION_IN),
+        }, ["queue_id"]),
+        "ReorderRequest": obj({
+            "after": nullable({"type": "string", "description": "A waiting ticket of the same "
+                               "queue to place this one after; null: the front"}),
+            "version": nullable(VERSION_IN),
+        }, ["after"]),
+        "TicketUpdate": obj({
+            "version": VERSION_IN,
+            "name": nullable({"type": "string", "maxLength": 120}),
+            "phone": nullable({"type": "string", "maxLength": 40}),
+            "notes": nullable({"type": "string", "maxLength": 2000}),
+            "labels": nullable(LABELS_IN),
+            "extra": nullable(EXTRAS_IN),
+            "priority": PRIORITY_IN,
+        }, ["version"], description="Only the fields given change; null clears a text, "
+                                    "label or extra field"),
+        "Empty": obj({}, description="No fields"),
+    }
+
+
+# -- responses ----------------------------------------------------------------------
+
+def _problem_response(description: str, headers: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+    resp: dict[str, Any] = {"description": description,
+                            "content": {PROBLEM: {"schema": ref("Problem")}}}
+    if headers:
+        resp["headers"] = headers
+    return resp
+
+
+def _responses() -> dict[str, dict[str, Any]]:
+    retry_after = {"Retry-After": {"required": True, "description": "Seconds to wait",
+                                   "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+    return {
+        "BadRequest": _problem_response(
+            "bad_request: the body is missing, not JSON or not a JSON object"),
+        "Unauthorized": _problem_response(
+            "unauthorized: no token, a malformed Authorization header, or a token that is "
+            "unknown or expired (or wrong credentials at /auth/token)",
+            {"WWW-Authenticate": {"required": True, "schema": STR}}),
+        "Forbidden": _problem_response(
+            "forbidden: the account's role or an anonymous caller may not do this"),
+        "NotFound": _problem_response("not_found: no such resource (or, for call-next, "
+                                      "queue_empty: no ticket waits)"),
+        "Conflict": _problem_response(
+            "invalid_transition, version_conflict, queue_closed or conflict (a name or "
+            "prefix in use)"),
+        "PayloadTooLarge": _problem_response("payload_too_large: the body exceeds 256 KiB"),
+        "UnsupportedMediaType": _problem_response(
+            "unsupported_media_type: send the body as application/json"),
+        "ValidationError": _problem_response(
+            "validation_error: errors lists each bad field as {field, message}"),
+        "RateLimited": _problem_response(
+            "rate_limited: too many look-ups by hash from this client", retry_after),
+        "StreamsFull": _problem_response(
+            "streams_full: no room for another live stream now", retry_after),
+    }
+
+
+def _resp(*names: str) -> dict[str, Any]:
+    status = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403",
+              "NotFound": "404", "Conflict": "409", "PayloadTooLarge": "413",
+              "UnsupportedMediaType": "415", "ValidationError": "422", "RateLimited": "429",
+              "StreamsFull": "503"}
+    return {status[n]: {"$ref": f"#/components/responses/{n}"} for n in names}
+
+
+BODY_ERRORS = ("BadRequest", "PayloadTooLarge", "UnsupportedMediaType", "ValidationError")
+
+
+def _ok(schema: str, description: str, status: str = "200",
+        headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    resp: dict[str, Any] = {"description": description,
+                            "content": {JSON: {"schema": ref(schema)}}}
+    if headers:
+        resp["headers"] = headers
+    return {status: resp}
+
+
+def _body(schema: str, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {JSON: {"schema": ref(schema)}}}
+
+
+def _path_param(name: str, description: str, schema: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str, **more: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema, **more}
+
+
+def _op(op_id: str, summary: str, tag: str, role: str, responses: dict[str, Any], *,
+        params: list[dict[str, Any]] | None = None, body: dict[str, Any] | None = None
+        ) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": [tag],
+                          "x-jonot-role": role}
+    if role in ("staff", "admin"):
+        op["security"] = [{"bearer": []}]
+        responses = {**responses, **_resp("Unauthorized")}
+        if role == "admin":
+            responses.update(_resp("Forbidden"))
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = body
+    op["responses"] = dict(sorted(responses.items()))
+    return op
+
+
+def _paging() -> list[dict[str, Any]]:
+    return [
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                         "default": DEFAULT_LIMIT}, "Page size"),
+        _query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET,
+                          "default": 0}, "Items to skip"),
+    ]
+
+
+def _csv(name: str, items: dict[str, Any], description: str) -> dict[str, Any]:
+    return _query(name, {"type": "array", "items": items, "minItems": 1}, description,
+                  style="form", explode=False)
+
+
+# -- paths --------------------------------------------------------------------------
+
+QUEUE_ID = _path_param("queue_id", "Queue id")
+DESK_ID = _path_param("desk_id", "Desk id")
+DISPLAY_ID = _path_param("display_id", "Display id")
+TICKET_ID = _path_param("id", "Ticket id")
+HASH = _path_param("hash", "The ticket's 22-character hash",
+                   {"type": "string", "pattern": f"^[A-Za-z0-9_-]{{{HASH_LENGTH}}}$"})
+
+ACTIONS = {
+    "recall": "Announce a called ticket again at the same desk (CALLED → CALLED)",
+    "complete": "Service done (CALLED → COMPLETED)",
+    "skip": "No-show (CALLED → SKIPPED)",
+    "cancel": "Cancel (WAITING or CALLED → CANCELED, canceled_by staff)",
+    "return": "Back to the queue, keeping its place (CALLED → WAITING)",
+}
+
+
+def _paths() -> dict[str, dict[str, Any]]:
+    p: dict[str, dict[str, Any]] = {}
+    v = "/api/v1"
+    body_errs = _resp(*BODY_ERRORS)
+
+    p[f"{v}/health"] = {"get": _op(
+        "health", "Health, version, location id and sync state", "meta", "anyone",
+        _ok("Health", "The server is up"))}
+    p[f"{v}/openapi.json"] = {"get": _op(
+        "openapi", "This document", "meta", "anyone",
+        {"200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": {
+            "type": "object"}}}}})}
+
+    p[f"{v}/auth/token"] = {"post": _op(
+        "issueToken", "Trade a username and password for a bearer token", "auth", "anyone",
+        {**_ok("Token", "A new token", "201"), **body_errs, **_resp("Unauthorized")},
+        body=_body("TokenRequest"))}
+    p[f"{v}/auth/me"] = {"get": _op(
+        "me", "The account behind the token", "auth", "staff", _ok("User", "The account"))}
+
+    p[f"{v}/queues"] = {
+        "get": _op("listQueues", "Queues in kiosk order with waiting counts, now serving and "
+                   "the wait for a newcomer", "queues", "anyone",
+                   {**_ok("QueueList", "A page of queues"), **_resp("ValidationError")},
+                   params=_paging()),
+        "post": _op("createQueue", "Create a queue", "queues", "admin",
+                    {**_ok("Queue", "The new queue", "201"), **body_errs, **_resp("Conflict")},
+                    body=_body("QueueCreate")),
+    }
+    p[f"{v}/queues/{{queue_id}}"] = {
+        "parameters": [QUEUE_ID],
+        "get": _op("getQueue", "One queue's public summary", "queues", "anyone",
+                   {**_ok("Queue", "The queue"), **_resp("NotFound")}),
+        "patch": _op("updateQueue", "Rename, re-prefix, recolour, reorder, open or close a "
+                     "queue", "queues", "admin",
+                     {**_ok("Queue", "The queue now"), **body_errs,
+                      **_resp("NotFound", "Conflict")},
+                     body=_body("QueueUpdate")),
+    }
+    p[f"{v}/queues/{{queue_id}}/tickets"] = {
+        "parameters": [QUEUE_ID],
+        "post": _op(
+            "join", "Take a number (anyone; staff may set priority, notes and source desk)",
+            "tickets", "anyone",
+            {**_ok("JoinedTicket", "The new ticket", "201", headers={"Location": {
+                "required": True, "description": "The holder's look-up path",
+                "schema": STR}}),
+             **body_errs, **_resp("Unauthorized", "Forbidden", "NotFound", "Conflict")},
+            body=_body("JoinRequest", required=False)),
+    }
+    p[f"{v}/queues/{{queue_id}}/tickets"]["post"]["security"] = [{}, {"bearer": []}]
+
+    p[f"{v}/desks"] = {
+        "get": _op("listDesks", "Desks with their queues in priority order", "desks", "staff",
+                   {**_ok("DeskList", "A page of desks"), **_resp("ValidationError")},
+                   params=_paging()),
+        "post": _op("createDesk", "Create a desk", "desks", "admin",
+                    {**_ok("Desk", "The new desk", "201"), **body_errs, **_resp("Conflict")},
+                    body=_body("DeskCreate")),
+    }
+    p[f"{v}/desks/{{desk_id}}"] = {
+        "parameters": [DESK_ID],
+        "get": _op("getDesk", "One desk", "desks", "staff",
+                   {**_ok("Desk", "The desk"), **_resp("NotFound")}),
+        "patch": _op("updateDesk", "Rename a desk, change its queues or pick mode", "desks",
+                     "admin", {**_ok("Desk", "The desk now"), **body_errs,
+                               **_resp("NotFound", "Conflict")},
+                     body=_body("DeskUpdate")),
+    }
+    p[f"{v}/desks/{{desk_id}}/call-next"] = {
+        "parameters": [DESK_ID],
+        "post": _op("callNext", "Call the next waiting ticket for this desk (atomic)", "desks",
+                    "staff", {**_ok("StaffTicket", "The called ticket"), **body_errs,
+                              **_resp("NotFound")},
+                    body=_body("Empty", required=False)),
+    }
+
+    p[f"{v}/displays"] = {
+        "get": _op("listDisplays", "Displays", "displays", "anyone",
+                   {**_ok("DisplayList", "A page of displays"), **_resp("ValidationError")},
+                   params=_paging()),
+        "post": _op("createDisplay", "Create a display (no queue ids: it shows every queue)",
+                    "displays", "admin",
+                    {**_ok("Display", "The new display", "201"), **body_errs},
+                    body=_body("DisplayCreate")),
+    }
+    p[f"{v}/displays/{{display_id}}/state"] = {
+        "parameters": [DISPLAY_ID],
+        "get": _op("displayState", "What a display shows: now serving, latest calls, waiting "
+                   "counts", "displays", "anyone",
+                   {**_ok("DisplayState", "The display's state"), **_resp("NotFound")}),
+    }
+
+    p[f"{v}/tickets"] = {"get": _op(
+        "listTickets", "Tickets, filtered, sorted and paged, with the total count", "tickets",
+        "staff", {**_ok("TicketList", "A page of tickets"), **_resp("ValidationError")},
+        params=[
+            _csv("queue", {"type": "string"}, "Queue ids, comma-separated"),
+            _csv("state", {"type": "string", "enum": list(STATES)},
+                 "States, comma-separated (case-insensitive)"),
+            _csv("source", {"type": "string", "enum": list(SOURCES)},
+                 "Sources, comma-separated"),
+            _query("created_after", {"type": "string", "format": "date-time"},
+                   "Created at or after (ISO 8601; no zone: UTC)"),
+            _query("created_before", {"type": "string", "format": "date-time"},
+                   "Created before (ISO 8601; no zone: UTC)"),
+            _query("sort", {"type": "string", "enum": list(TICKET_SORTS),
+                            "default": "-created_at"},
+                   "Order; '-' for descending; 'queue' is the serving order"),
+            *_paging(),
+        ])}
+    p[f"{v}/tickets/{{id}}"] = {
+        "parameters": [TICKET_ID],
+        "get": _op("getTicket", "One ticket with its interactions", "tickets", "staff",
+                   {**_ok("TicketDetail", "The ticket"), **_resp("NotFound")}),
+        "patch": _op("updateTicket", "Edit name, phone, notes, labels, extra or priority",
+                     "tickets", "staff",
+                     {**_ok("StaffTicket", "The ticket now"), **body_errs,
+                      **_resp("NotFound", "Conflict")},
+                     body=_body("TicketUpdate")),
+    }
+    transitions: dict[str, tuple[str, str, bool]] = {
+        "call": ("Call this waiting ticket to a desk, out of order if need be", "CallRequest",
+                 True),
+        **{name: (summary, "ActionRequest", False) for name, summary in ACTIONS.items()},
+        "transfer": ("Move a called ticket to another queue as waiting; it keeps its code",
+                     "TransferRequest", True),
+        "reorder": ("Move a waiting ticket after another one of its queue (null: the front)",
+                    "ReorderRequest", True),
+    }
+    for action, (summary, schema, required) in transitions.items():
+        p[f"{v}/tickets/{{id}}/{action}"] = {
+            "parameters": [TICKET_ID],
+            "post": _op(f"ticket{action.capitalize()}", summary, "tickets", "staff",
+                        {**_ok("StaffTicket", "The ticket now"), **body_errs,
+                         **_resp("NotFound", "Conflict")},
+                        body=_body(schema, required=required)),
+        }
+
+    p[f"{v}/tickets/by-hash/{{hash}}"] = {
+        "parameters": [HASH],
+        "get": _op("getByHash", "The holder's view: state, position, estimated wait, now "
+                   "serving, desk once called", "holder", "holder",
+                   {**_ok("HolderTicket", "The ticket"), **_resp("NotFound", "RateLimited")}),
+    }
+    p[f"{v}/tickets/by-hash/{{hash}}/cancel"] = {
+        "parameters": [HASH],
+        "post": _op("cancelByHash", "The holder gives up their place", "holder", "holder",
+                    {**_ok("HolderTicket", "The canceled ticket"),
+                     **_resp("NotFound", "Conflict", "RateLimited")}),
+    }
+    p[f"{v}/tickets/by-hash/{{hash}}/events"] = {
+        "parameters": [HASH],
+        "get": _op("ticketEvents", "Live view of one ticket (Server-Sent Events): a ticket "
+                   "event on connect and on every change, then end", "streams", "holder",
+                   {**_stream_ok("ticket (the HolderTicket view), end"),
+                    **_resp("NotFound", "RateLimited", "StreamsFull")}),
+    }
+    p[f"{v}/events"] = {"get": _op(
+        "events", "The office's live changes for displays and desks (Server-Sent Events); "
+        "no hashes or personal data", "streams", "anyone",
+        {**_stream_ok("state (on connect), ticket, queue, desk"),
+         **_resp("NotFound", "ValidationError", "StreamsFull")},
+        params=[
+            _query("display", {"type": "string"}, "Only the queues of this display"),
+            _csv("queue", {"type": "string"}, "Only these queue ids, comma-separated"),
+            _query("last_event_id", {"type": "string"},
+                   "Resume after this event id (as the Last-Event-ID header)"),
+            _query("poll", {"type": "string", "enum": ["1", "true", "yes", "0", "false", "no"]},
+                   "End the response after the first batch, for clients that poll"),
+            {"name": "Last-Event-ID", "in": "header", "required": False,
+             "schema": {"type": "string"}, "description": "Resume after this event id"},
+        ])}
+    return p
+
+
+def _stream_ok(events: str) -> dict[str, Any]:
+    return {"200": {"description": f"An event stream. Events: {events}. Heartbeat comments "
+                                   "keep it open.",
+                    "content": {SSE: {"schema": {"type": "string"}}}}}
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+        "info": {
+            "title": "Jonot Local API",
+            "version": __version__,
+            "summary": "Take-a-number queues for one office",
+            "description": (
+                "JSON over HTTP. Errors are RFC 9457 problem details "
+                "(application/problem+json) with a stable `code`. Staff and admin "
+                "endpoints need `Authorization: Bearer <token>` from POST "
+                "/api/v1/auth/token; `x-jonot-role` on each operation says who may call "
+                "it. Look-ups by ticket hash are rate limited per client address."),
+            "license": {"name": "MIT", "identifier": "MIT"},
+        },
+        "tags": [{"name": n} for n in ("meta", "auth", "queues", "desks", "displays",
+                                       "tickets", "holder", "streams")],
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "responses": _responses(),
+            "securitySchemes": {"bearer": {
+                "type": "http", "scheme": "bearer",
+                "description": "A token from POST /api/v1/auth/token"}},
+        },
+    }
 
 
 def build_document() -> dict[str, Any]:
-    return {"openapi": "3.1.0", "info": {"title": "Jonot Local", "version": "1"}, "paths": {}}
+    """The OpenAPI 3.1 document (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_document())
