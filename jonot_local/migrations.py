@@ -109,8 +109,9 @@ def _initial(db: Database) -> None:
             UNIQUE (origin_queue_id, number)
         );
         -- Call-next and position only touch waiting tickets: a partial index
-        -- keeps them independent of the size of the history.
-        CREATE INDEX ix_tickets_waiting ON tickets(queue_id, priority DESC, order_key)
+        -- keeps them independent of the size of the history. ``state`` is a
+        -- column too so that SQLite counts positions from the index alone.
+        CREATE INDEX ix_tickets_waiting ON tickets(queue_id, state, priority DESC, order_key)
             WHERE state = 'WAITING';
         CREATE INDEX ix_tickets_queue_created ON tickets(queue_id, created_at);
         CREATE INDEX ix_tickets_created ON tickets(created_at);

@@ -14,10 +14,12 @@ def position(tx: Tx, ticket: Ticket) -> int | None:
     if ticket.state != WAITING:
         return None
     prio = 1 if ticket.priority == "priority" else 0
+    # Two range counts on ix_tickets_waiting: the work is the number of people ahead.
     row = tx.one(
-        "SELECT COUNT(*) AS n FROM tickets WHERE queue_id = ? AND state = 'WAITING' "
-        "AND (priority > ? OR (priority = ? AND order_key < ?))",
-        (ticket.queue_id, prio, prio, ticket.order_key),
+        "SELECT (SELECT COUNT(*) FROM tickets WHERE queue_id = ?1 AND state = 'WAITING' "
+        "AND priority > ?2) + (SELECT COUNT(*) FROM tickets WHERE queue_id = ?1 "
+        "AND state = 'WAITING' AND priority = ?2 AND order_key < ?3) AS n",
+        (ticket.queue_id, prio, ticket.order_key),
     )
     return 1 + row["n"]
 
@@ -98,16 +100,23 @@ def ticket_status(tx: Tx, ticket: Ticket, default_s: float) -> dict[str, Any]:
 
 
 def recent_calls(tx: Tx, queue_ids: list[str] | None, limit: int = 6) -> list[dict[str, Any]]:
-    """The last calls (newest first) across the given queues (``None``: all)."""
-    sql = ("SELECT i.started_at, t.code, t.queue_id, t.state, i.desk_id, d.name AS desk_name "
-           "FROM interactions i JOIN tickets t ON t.id = i.ticket_id "
+    """The last calls (newest first) across the given queues (``None``: all).
+
+    Each queue's newest calls are read from ``ix_interactions_queue`` and merged
+    here: one ``queue_id IN (…)`` query would sort every call of the history.
+    """
+    sql = ("SELECT i.id, i.started_at, t.code, t.queue_id, t.state, i.desk_id, "
+           "d.name AS desk_name FROM interactions i JOIN tickets t ON t.id = i.ticket_id "
            "LEFT JOIN desks d ON d.id = i.desk_id ")
-    params: list[Any] = []
-    if queue_ids:
-        sql += f"WHERE i.queue_id IN ({','.join('?' * len(queue_ids))}) "
-        params.extend(queue_ids)
-    sql += "ORDER BY i.id DESC LIMIT ?"
-    params.append(limit)
+    if not queue_ids:
+        rows = tx.all(sql + "ORDER BY i.id DESC LIMIT ?", (limit,))
+    else:
+        rows = []
+        for queue_id in dict.fromkeys(queue_ids):
+            rows.extend(tx.all(sql + "WHERE i.queue_id = ? ORDER BY i.id DESC LIMIT ?",
+                               (queue_id, limit)))
+        rows.sort(key=lambda r: r["id"], reverse=True)
+        del rows[limit:]
     return [{"code": r["code"], "queue_id": r["queue_id"], "desk_id": r["desk_id"],
              "desk_name": r["desk_name"], "called_at": r["started_at"]}
-            for r in tx.all(sql, params)]
+            for r in rows]
