@@ -104,30 +104,31 @@ def join(
     notes = _clean_text("notes", notes, MAX_NOTES) or ""
     extra_list = validate_extra(extra or [])
     label_list = validate_labels(labels or [])
-    queue = tx.one("SELECT is_open FROM queues WHERE id = ?", (queue_id,))
-    if queue is None:
-        raise NotFound(f"No queue with id {queue_id}.")
-    if not queue["is_open"] and not allow_closed:
-        raise QueueClosed("This queue is closed and takes no new tickets.", queue_id=queue_id)
+    # Joins are the busiest writes: few statements while the write lock is held
+    # (each one hands the GIL to other threads and must wait to get it back).
     counter = tx.one(
-        "UPDATE queues SET last_number = last_number + 1 WHERE id = ? "
+        "UPDATE queues SET last_number = last_number + 1 WHERE id = ? AND (is_open OR ?) "
         "RETURNING last_number, prefix",
-        (queue_id,),
+        (queue_id, 1 if allow_closed else 0),
     )
+    if counter is None:
+        if tx.one("SELECT 1 FROM queues WHERE id = ?", (queue_id,)) is None:
+            raise NotFound(f"No queue with id {queue_id}.")
+        raise QueueClosed("This queue is closed and takes no new tickets.", queue_id=queue_id)
     number, prefix = counter["last_number"], counter["prefix"]
     now = utcnow_iso()
-    ticket_id = new_ulid()
-    tx.execute(
+    row = tx.one(
         """INSERT INTO tickets (id, queue_id, origin_queue_id, number, code, hash, state,
                source, name, phone, extra, labels, notes, priority, order_key,
                created_at, updated_at, version)
-           VALUES (?, ?, ?, ?, ?, ?, 'WAITING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)""",
-        (ticket_id, queue_id, queue_id, number, format_code(prefix, number),
+           VALUES (?, ?, ?, ?, ?, ?, 'WAITING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+           RETURNING *""",
+        (new_ulid(), queue_id, queue_id, number, format_code(prefix, number),
          new_ticket_hash(), source, name, phone, json.dumps(extra_list),
          json.dumps(label_list), notes, 1 if priority else 0, _next_order_key(tx),
          now, now),
     )
-    ticket = get(tx, ticket_id)
+    ticket = Ticket.from_row(row)
     _emit(tx, ticket, "joined")
     return ticket
 
