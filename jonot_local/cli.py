@@ -6,7 +6,10 @@ Expected failures (bad arguments, a name taken, a missing file) print one line
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,10 @@ class JonotGroup(click.Group):
                                 standalone_mode=False, **extra)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            # A group without its command: show the help (as click does), status 2.
+            click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
+            sys.exit(EXIT_USAGE)
         except click.Abort:
             click.echo("jonot-local: aborted", err=True)
             sys.exit(EXIT_USAGE)
@@ -48,6 +55,39 @@ def data_dir_option(fn: Any) -> Any:
              "(default: the platform's user data dir).")(fn)
 
 
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn domain and backup errors into one-line ``click.ClickException``s."""
+    from .backup import BackupError
+    from .domain.errors import DomainError
+
+    try:
+        yield
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def print_settings(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """Eager ``--help-settings``: list every setting, then exit."""
+    if not value or ctx.resilient_parsing:
+        return
+    _echo_settings(None)
+    ctx.exit()
+
+
+def _echo_settings(current: Settings | None) -> None:
+    for env_name, default, help_text in Settings.describe():
+        line = f"{env_name}  (default: {default})"
+        if current is not None:
+            value = str(getattr(current, env_name.removeprefix("JONOT_").lower()))
+            if value != default:
+                line += f"  now: {value}"
+        click.echo(line)
+        click.echo(f"    {help_text}")
+
+
 def load_settings(data_dir: Path | None, **overrides: Any) -> Settings:
     """Settings from the environment and options; a bad value becomes one CLI line."""
     try:
@@ -56,7 +96,8 @@ def load_settings(data_dir: Path | None, **overrides: Any) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(cls=JonotGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("jonot-local", cls=JonotGroup,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="jonot-local")
 def main() -> None:
     """Jonot Local: an offline-first queue management system for one office."""
@@ -73,14 +114,25 @@ def main() -> None:
 @click.option("--no-zeroconf", is_flag=True, help="Do not announce the server on the LAN.")
 @click.option("--printer", default=None, envvar="JONOT_PRINTER", show_envvar=True,
               help="Kiosk receipt printer, e.g. tcp://192.0.2.10:9100 or usb://VID:PID.")
+@click.option("--help-settings", is_flag=True, expose_value=False, is_eager=True,
+              callback=print_settings,
+              help="List every setting with its environment variable and default, and exit.")
 def serve(data_dir: Path | None, host: str, port: int, demo: bool, no_zeroconf: bool,
           printer: str | None) -> None:
     """Run the office server (waitress) until interrupted."""
     from .app import create_app
+    from .backup import BackupService, DataDirLock
     from .server import make_server, run_until_signal
     from .services import Services
 
     settings = load_settings(data_dir)
+    lock = DataDirLock(settings.data_dir)
+    try:
+        with cli_errors():
+            lock.acquire()  # held until this process ends: restore refuses meanwhile
+    except OSError as exc:
+        raise click.ClickException(f"cannot open the data dir {settings.data_dir}: {exc}") \
+            from None
     try:
         app = create_app(settings)
     except OSError as exc:
@@ -90,13 +142,17 @@ def serve(data_dir: Path | None, host: str, port: int, demo: bool, no_zeroconf: 
     if demo:
         from .demo import load_demo
 
-        demo_login = load_demo(app.extensions["jonot"].store)
+        with cli_errors():
+            demo_login = load_demo(app.extensions["jonot"].store)
     try:
         server = make_server(app, host, port)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") \
             from None
     services = Services(app)
+    if settings.backup_interval_s > 0:
+        services.add(BackupService(settings.data_dir, settings.backup_interval_s,
+                                   settings.backup_keep))
     services.start()
     shown = "localhost" if host in ("0.0.0.0", "::") else host  # noqa: S104
     base = f"http://{shown}:{server.effective_port}"
@@ -106,8 +162,162 @@ def serve(data_dir: Path | None, host: str, port: int, demo: bool, no_zeroconf: 
         click.echo(f"  {label:<8} {base}{path}")
     if demo_login:
         click.echo(f"  Demo login: {demo_login[0]} / {demo_login[1]}")
+    elif demo:
+        click.echo("  Demo login: none made (an admin account existed already; "
+                   "see jonot-local user list / user passwd)")
     sys.stdout.flush()
-    run_until_signal(server, on_stop=services.stop)
+    try:
+        run_until_signal(server, on_stop=services.stop)
+    finally:
+        lock.release()
+
+
+# -- settings --------------------------------------------------------------------------
+
+@main.command("settings")
+@data_dir_option
+def settings_cmd(data_dir: Path | None) -> None:
+    """List every setting: environment variable, default, help (and the value now)."""
+    _echo_settings(load_settings(data_dir))
+
+
+# -- staff accounts ----------------------------------------------------------------------
+
+@main.group()
+def user() -> None:
+    """Staff and admin accounts: add, list, change a password."""
+
+
+def _open_store(data_dir: Path | None) -> Any:
+    """The data dir's database (created and migrated if needed), one connection."""
+    from .db import open_store
+
+    settings = load_settings(data_dir)
+    try:
+        return open_store(Path(settings.data_dir), pool_size=1)
+    except OSError as exc:
+        raise click.ClickException(f"cannot open the data dir {settings.data_dir}: {exc}") \
+            from None
+
+
+def stdin_is_tty() -> bool:
+    """True when a person can be asked for a password."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _password(given: str | None) -> str:
+    if given is not None:
+        return given
+    if not stdin_is_tty():
+        raise click.UsageError("--password is required when input is not a terminal")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@user.command("add")
+@data_dir_option
+@click.argument("name")
+@click.option("--password", default=None,
+              help="The new account's password (at least 8 characters); asked for if omitted.")
+@click.option("--admin", is_flag=True, help="Make an admin (may set up queues, desks, staff).")
+def user_add(data_dir: Path | None, name: str, password: str | None, admin: bool) -> None:
+    """Create a staff account, or an admin account with --admin."""
+    from .domain import users
+
+    store = _open_store(data_dir)
+    try:
+        with cli_errors(), store.write() as tx:
+            created = users.create_user(tx, name, _password(password),
+                                        role="admin" if admin else "staff")
+    finally:
+        store.close()
+    click.echo(f"Created {created['role']} {created['username']}")
+
+
+@user.command("list")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+def user_list(data_dir: Path | None, as_json: bool) -> None:
+    """List the accounts: name, role, active, created."""
+    from .domain import users
+
+    store = _open_store(data_dir)
+    try:
+        with store.read() as tx:
+            accounts = users.list_users(tx)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(accounts, indent=2))
+        return
+    rows = [("USERNAME", "ROLE", "ACTIVE", "CREATED")] + [
+        (a["username"], a["role"], "yes" if a["active"] else "no", a["created_at"])
+        for a in accounts]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
+
+
+@user.command("passwd")
+@data_dir_option
+@click.argument("name")
+@click.option("--password", default=None,
+              help="The new password (at least 8 characters); asked for if omitted.")
+def user_passwd(data_dir: Path | None, name: str, password: str | None) -> None:
+    """Change an account's password; its API tokens stop working."""
+    from .domain import users
+
+    store = _open_store(data_dir)
+    try:
+        with cli_errors(), store.write() as tx:
+            users.set_password(tx, name, _password(password))
+    finally:
+        store.close()
+    click.echo(f"Password changed for {name}")
+
+
+# -- backup and restore ------------------------------------------------------------------
+
+@main.command()
+@data_dir_option
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+def backup(data_dir: Path | None, file: Path | None) -> None:
+    """Copy the database to FILE while the server keeps running.
+
+    Without FILE (or with a folder) the copy goes to
+    <data-dir>/backups/jonot-YYYYmmdd-HHMMSS.sqlite3 (UTC). The copy is checked
+    before its path is printed.
+    """
+    from .backup import backup_database, backups_dir, database_path, new_backup_path
+
+    settings = load_settings(data_dir)
+    data = Path(settings.data_dir)
+    if file is None:
+        dest = new_backup_path(backups_dir(data))
+    elif file.is_dir():
+        dest = new_backup_path(file)
+    else:
+        dest = file
+    with cli_errors():
+        path = backup_database(database_path(data), dest)
+    click.echo(str(path))
+
+
+@main.command()
+@data_dir_option
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+def restore(data_dir: Path | None, file: Path) -> None:
+    """Replace the database with the backup FILE (the server must be stopped).
+
+    The current database is kept as <data-dir>/backups/pre-restore-….sqlite3.
+    """
+    from .backup import restore_database
+
+    settings = load_settings(data_dir)
+    with cli_errors():
+        result = restore_database(Path(settings.data_dir), file)
+    click.echo(f"Restored {file} into {result.database}")
+    if result.previous is not None:
+        click.echo(f"The replaced database was kept as {result.previous}")
 
 
 if __name__ == "__main__":  # pragma: no cover

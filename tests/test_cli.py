@@ -1,0 +1,461 @@
+"""The ``jonot-local`` command line: help, one-line errors, accounts, backup/restore, demo."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import requests
+from click.testing import CliRunner
+
+from jonot_local import cli
+from jonot_local.app import create_app
+from jonot_local.backup import DataDirLock, database_path
+from jonot_local.db import open_store
+from jonot_local.demo import DEMO_ADMIN, LOGIN_FILENAME, load_demo
+from jonot_local.domain import queues, users
+from jonot_local.domain.location import get_location
+from jonot_local.settings import Settings
+
+from .support import ADMIN, LiveServer, setup_office, token
+
+
+def run(*args: str, input: str | None = None) -> Any:
+    return CliRunner().invoke(cli.main, list(args), input=input)
+
+
+def _walk(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    out = []
+    for name, command in sorted(group.commands.items()):
+        out.append(((*path, name), command))
+        if isinstance(command, click.Group):
+            out.extend(_walk(command, (*path, name)))
+    return out
+
+
+COMMANDS = _walk(cli.main)
+LEAVES = [(p, c) for p, c in COMMANDS if not isinstance(c, click.Group)]
+
+
+def test_the_tree_has_the_contract_commands():
+    paths = {" ".join(p) for p, _ in COMMANDS}
+    assert {"serve", "user", "user add", "user list", "user passwd", "backup", "restore",
+            "settings"} <= paths
+
+
+@pytest.mark.parametrize("path, command", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_every_command_has_help(path, command):
+    assert (command.help or "").strip(), f"{' '.join(path)} has no help text"
+    for param in command.params:
+        if isinstance(param, click.Option):
+            assert (param.help or "").strip(), f"{' '.join(path)} {param.opts} has no help"
+    result = run(*path, "--help")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"Usage: jonot-local {' '.join(path)}")
+    assert command.help.split("\n")[0].strip() in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("path, command", LEAVES, ids=[" ".join(p) for p, _ in LEAVES])
+def test_every_command_takes_data_dir(path, command):
+    option = next(p for p in command.params if p.name == "data_dir")
+    assert "--data-dir" in option.opts and option.envvar == "JONOT_DATA_DIR"
+
+
+def _one_line_error(result: Any) -> str:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("jonot-local: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize("path, command", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_an_unknown_option_is_one_line_and_status_2(path, command, tmp_path):
+    line = _one_line_error(run(*path, "--no-such-option", "--data-dir", str(tmp_path)))
+    assert "--no-such-option" in line
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("serve", "--port", "70000"), "--port"),
+    (("serve", "--port", "eighty"), "--port"),
+    (("user", "add"), "NAME"),
+    (("user", "passwd"), "NAME"),
+    (("user", "frobnicate"), "frobnicate"),
+    (("restore",), "FILE"),
+    (("backup", "a", "b"), "unexpected extra argument"),
+    (("settings", "extra"), "unexpected extra argument"),
+    (("no-such-command",), "no-such-command"),
+])
+def test_bad_arguments_are_one_line_and_status_2(args, needle, tmp_path):
+    line = _one_line_error(run(*args, "--data-dir", str(tmp_path)))
+    assert needle.lower() in line.lower()
+
+
+def test_a_bad_setting_in_the_environment_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("JONOT_BACKUP_KEEP", "many")
+    line = _one_line_error(run("backup", "--data-dir", str(tmp_path)))
+    assert "JONOT_BACKUP_KEEP" in line
+
+
+def test_a_group_without_its_command_shows_help_with_status_2():
+    result = run("user")
+    assert result.exit_code == 2
+    assert "passwd" in result.stderr
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["user", "add"], "Missing argument 'NAME'"),
+    (["restore", "NOT-A-DATABASE"], "not an SQLite database"),
+])
+def test_a_real_process_prints_one_line_and_exits_2(tmp_path, args, needle):
+    (tmp_path / "NOT-A-DATABASE").write_text("plain text\n" * 100)
+    proc = subprocess.run([sys.executable, "-m", "jonot_local", *args,
+                           "--data-dir", str(tmp_path / "data")],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2, proc
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("jonot-local: error: ")
+    assert needle in proc.stderr
+    assert proc.stdout == ""
+
+
+# -- settings ----------------------------------------------------------------------------
+
+def test_settings_lists_every_setting(tmp_path):
+    env_names = [env for env, _, _ in Settings.describe()]
+    assert "JONOT_BACKUP_INTERVAL_S" in env_names and "JONOT_DATA_DIR" in env_names
+    for args in (["serve", "--help-settings"], ["settings", "--data-dir", str(tmp_path)]):
+        result = run(*args)
+        assert result.exit_code == 0, result.output
+        for env, default, help_text in Settings.describe():
+            assert f"{env}  (default: {default})" in result.stdout
+            assert help_text in result.stdout
+    assert f"now: {tmp_path}" in run("settings", "--data-dir", str(tmp_path)).stdout
+    assert not (tmp_path / "jonot.sqlite3").exists()  # listing settings opens nothing
+
+
+# -- accounts ------------------------------------------------------------------------------
+
+def _token_status(data_dir: Path, username: str, password: str) -> int:
+    app = create_app({"data_dir": data_dir})
+    try:
+        r = app.test_client().post("/api/v1/auth/token",
+                                   json={"username": username, "password": password})
+        return r.status_code
+    finally:
+        app.extensions["jonot"].store.close()
+
+
+def test_user_add_list_passwd_round_trip(tmp_path):
+    d = str(tmp_path / "data")
+    result = run("user", "add", "nurse", "--password", "first-password", "--data-dir", d)
+    assert result.exit_code == 0, result.output
+    assert "staff nurse" in result.stdout
+    assert run("user", "add", "boss", "--password", "boss-password", "--admin",
+               "--data-dir", d).exit_code == 0
+
+    listed = json.loads(run("user", "list", "--json", "--data-dir", d).stdout)
+    assert [(u["username"], u["role"], u["active"]) for u in listed] == [
+        ("boss", "admin", True), ("nurse", "staff", True)]
+    assert all("password" not in key for u in listed for key in u)
+    table = run("user", "list", "--data-dir", d).stdout.splitlines()
+    assert table[0].split() == ["USERNAME", "ROLE", "ACTIVE", "CREATED"]
+    assert table[2].split()[:3] == ["nurse", "staff", "yes"]
+
+    assert _token_status(tmp_path / "data", "nurse", "first-password") == 201
+    result = run("user", "passwd", "nurse", "--password", "second-password", "--data-dir", d)
+    assert result.exit_code == 0, result.output
+    assert _token_status(tmp_path / "data", "nurse", "first-password") == 401
+    assert _token_status(tmp_path / "data", "nurse", "second-password") == 201
+
+
+def test_user_commands_read_jonot_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("JONOT_DATA_DIR", str(tmp_path / "env"))
+    assert run("user", "add", "nurse", "--password", "first-password").exit_code == 0
+    assert (tmp_path / "env" / "jonot.sqlite3").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["user", "add", "nurse", "--password", "short"], "at least 8 characters"),
+    (["user", "add", "bad name!", "--password", "long-enough"], "username"),
+    (["user", "add", "taken", "--password", "long-enough"], "already exists"),
+    (["user", "passwd", "nobody", "--password", "long-enough"], "No user called 'nobody'"),
+    (["user", "passwd", "taken", "--password", "short"], "at least 8 characters"),
+    (["user", "add", "nurse"], "--password is required"),
+    (["user", "passwd", "taken"], "--password is required"),
+])
+def test_account_errors_are_one_line(tmp_path, args, needle):
+    d = str(tmp_path / "data")
+    assert run("user", "add", "taken", "--password", "long-enough", "--data-dir", d) \
+        .exit_code == 0
+    line = _one_line_error(run(*args, "--data-dir", d))
+    assert needle in line
+
+
+def test_password_is_asked_for_on_a_terminal(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "stdin_is_tty", lambda: True)
+    d = str(tmp_path / "data")
+    result = run("user", "add", "nurse", "--data-dir", d,
+                 input="typed-password\ntyped-password\n")
+    assert result.exit_code == 0, result.output
+    assert "typed-password" not in result.stdout  # hidden input is not echoed
+    assert _token_status(tmp_path / "data", "nurse", "typed-password") == 201
+    result = run("user", "passwd", "nurse", "--data-dir", d,
+                 input="changed-password\nchanged-password\n")
+    assert result.exit_code == 0, result.output
+    assert _token_status(tmp_path / "data", "nurse", "changed-password") == 201
+
+
+# -- backup and restore through the command line ---------------------------------------
+
+def _seeded(tmp_path: Path) -> Path:
+    data_dir = tmp_path / "data"
+    store = open_store(data_dir)
+    with store.write() as tx:
+        users.create_user(tx, "nurse", "nurse-password")
+    store.close()
+    return data_dir
+
+
+def test_backup_command_prints_a_checked_default_path(tmp_path):
+    data_dir = _seeded(tmp_path)
+    result = run("backup", "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    path = Path(result.stdout.strip())
+    assert path.parent == data_dir / "backups"
+    assert path.name.startswith("jonot-") and path.suffix == ".sqlite3"
+    conn = sqlite3.connect(str(path))
+    assert conn.execute("SELECT username FROM users").fetchall() == [("nurse",)]
+    conn.close()
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    into_folder = Path(run("backup", str(folder), "--data-dir", str(data_dir)).stdout.strip())
+    assert into_folder.parent == folder and into_folder.exists()
+
+
+def test_backup_without_a_database_is_one_line(tmp_path):
+    line = _one_line_error(run("backup", "--data-dir", str(tmp_path / "nothing")))
+    assert "no database" in line
+    assert not (tmp_path / "nothing" / "jonot.sqlite3").exists()
+
+
+def test_restore_command_round_trip_and_refusals(tmp_path):
+    data_dir = _seeded(tmp_path)
+    copy = tmp_path / "copy.sqlite3"
+    assert run("backup", str(copy), "--data-dir", str(data_dir)).exit_code == 0
+    assert run("user", "add", "later", "--password", "later-password",
+               "--data-dir", str(data_dir)).exit_code == 0
+
+    with DataDirLock(data_dir):
+        line = _one_line_error(run("restore", str(copy), "--data-dir", str(data_dir)))
+    assert "is running" in line and "stop it first" in line
+
+    result = run("restore", str(copy), "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert "pre-restore-" in result.stdout
+    names = [u["username"] for u in json.loads(
+        run("user", "list", "--json", "--data-dir", str(data_dir)).stdout)]
+    assert names == ["nurse"]
+
+
+# -- against a real server ------------------------------------------------------------------
+
+def _join_until(url: str, queue_id: str, stop: threading.Event, acked: list[dict[str, Any]],
+                errors: list[str]) -> None:
+    session = requests.Session()
+    while not stop.is_set():
+        r = session.post(f"{url}/api/v1/queues/{queue_id}/tickets", json={}, timeout=10)
+        if r.status_code == 201:
+            acked.append(r.json())
+        else:
+            errors.append(f"{r.status_code} {r.text[:200]}")
+
+
+def _ticket_rows(db_file: Path) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(str(db_file))
+    try:
+        return conn.execute("SELECT id, number, code, hash, state FROM tickets "
+                            "ORDER BY number").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_backup_while_serving_then_restore_gives_the_same_tickets(live_server, tmp_path):
+    url, data_dir = live_server.url, live_server.data_dir
+    office = setup_office(url, token(url, ADMIN))
+    queue_id = office["queues"][0]["id"]
+    stop, acked, errors = threading.Event(), [], []
+    writers = [threading.Thread(target=_join_until, args=(url, queue_id, stop, acked, errors))
+               for _ in range(2)]
+    for w in writers:
+        w.start()
+    try:
+        while len(acked) < 30:
+            threading.Event().wait(0.01)
+        before = len(acked)
+        copy = tmp_path / "during-load.sqlite3"
+        proc = subprocess.run([sys.executable, "-m", "jonot_local", "backup", str(copy),
+                               "--data-dir", str(data_dir)],
+                              capture_output=True, text=True, timeout=60)
+        after = len(acked)
+        while len(acked) < after + 20:  # the server keeps writing after the backup
+            threading.Event().wait(0.01)
+    finally:
+        stop.set()
+        for w in writers:
+            w.join(30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(copy)
+    assert errors == []
+    backed_up = _ticket_rows(copy)
+    numbers = [row[1] for row in backed_up]
+    assert numbers == list(range(1, len(numbers) + 1))  # a consistent snapshot, no holes
+    assert before <= len(numbers) <= after + 2  # + requests in flight at the snapshot
+    acked_by_number = {t["number"]: t for t in acked}
+    for row in backed_up:
+        if row[1] in acked_by_number:
+            assert row[3] == acked_by_number[row[1]]["hash"]
+
+    # A running server holds the data dir: restore is refused and changes nothing.
+    proc = subprocess.run([sys.executable, "-m", "jonot_local", "restore", str(copy),
+                           "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "is running" in proc.stderr
+    assert requests.get(f"{url}/api/v1/health", timeout=10).ok
+    live_total = len(_ticket_rows(database_path(data_dir)))
+    assert live_total >= len(acked) > len(backed_up)
+
+    live_server.stop()
+    result = run("restore", str(copy), "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert _ticket_rows(database_path(data_dir)) == backed_up
+    for suffix in ("-wal", "-shm"):
+        assert not Path(str(database_path(data_dir)) + suffix).exists()
+
+    again = LiveServer(data_dir).start()
+    try:
+        some = backed_up[len(backed_up) // 2]
+        r = requests.get(f"{again.url}/api/v1/tickets/by-hash/{some[3]}", timeout=10)
+        assert r.status_code == 200 and r.json()["code"] == some[2]
+        r = requests.post(f"{again.url}/api/v1/queues/{queue_id}/tickets", json={}, timeout=10)
+        assert r.status_code == 201 and r.json()["number"] == len(backed_up) + 1
+    finally:
+        again.stop()
+    conn = sqlite3.connect(str(database_path(data_dir)))
+    assert conn.execute("SELECT value FROM settings WHERE key = 'restored_at'").fetchone()
+    conn.close()
+
+
+@pytest.mark.slow
+def test_a_second_server_on_the_same_data_dir_is_refused(live_server):
+    proc = subprocess.run([sys.executable, "-m", "jonot_local", "serve", "--host", "127.0.0.1",
+                           "--port", "0", "--no-zeroconf", "--data-dir",
+                           str(live_server.data_dir)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "is running" in proc.stderr
+    live_server.kill9()  # the kernel drops the lock with the process
+    with DataDirLock(live_server.data_dir):
+        pass
+
+
+# -- demo -------------------------------------------------------------------------------
+
+def _office_snapshot(store: Any) -> dict[str, Any]:
+    with store.read() as tx:
+        qs = queues.list_queues(tx)
+        prefix_of = {q.id: q.prefix for q in qs}
+        return {
+            "queues": [(q.name, q.prefix, q.colour) for q in qs],
+            "desks": [(d.name, [prefix_of[i] for i in d.queue_ids])
+                      for d in queues.list_desks(tx)],
+            "displays": [(d["name"], d["queue_ids"]) for d in queues.list_displays(tx)],
+            "users": [(u["username"], u["role"]) for u in users.list_users(tx)],
+            "location": get_location(tx)["name"],
+        }
+
+
+def test_demo_fills_an_empty_database_once(tmp_path):
+    store = open_store(tmp_path / "data")
+    try:
+        login = load_demo(store)
+        assert login is not None and login[0] == DEMO_ADMIN and len(login[1]) >= 12
+        first = _office_snapshot(store)
+        assert first == {
+            "queues": [("General practice", "A", "#1f6feb"), ("Laboratory", "L", "#8250df"),
+                       ("Pharmacy", "P", "#1a7f37")],
+            "desks": [("Lab", ["L"]), ("Pharmacy counter", ["P"]), ("Room 1", ["A"]),
+                      ("Room 2", ["A", "L"])],
+            "displays": [("Waiting room TV", [])],
+            "users": [("admin", "admin")],
+            "location": "Demo Clinic",
+        }
+        login_file = tmp_path / "data" / LOGIN_FILENAME
+        assert stat.S_IMODE(login_file.stat().st_mode) == 0o600
+        assert login[1] in login_file.read_text()
+        with store.read() as tx:
+            assert users.authenticate(tx, *login)["role"] == "admin"
+
+        assert load_demo(store) == login  # idempotent: same login, nothing added
+        assert _office_snapshot(store) == first
+    finally:
+        store.close()
+
+
+def test_demo_leaves_an_office_with_queues_alone(store, office):
+    before = _office_snapshot(store)
+    assert load_demo(store) is None
+    assert _office_snapshot(store) == before
+    assert not (store.path.parent / LOGIN_FILENAME).exists()
+
+
+def test_demo_keeps_an_existing_admin_and_hides_a_stale_login(tmp_path):
+    store = open_store(tmp_path / "data")
+    try:
+        with store.write() as tx:
+            users.create_user(tx, "admin", "chosen-by-it-person", role="admin")
+        assert load_demo(store) is None  # the demo never replaces someone's admin
+        assert len(_office_snapshot(store)["queues"]) == 3
+        with store.read() as tx:
+            users.authenticate(tx, "admin", "chosen-by-it-person")
+    finally:
+        store.close()
+
+    store = open_store(tmp_path / "other")
+    try:
+        login = load_demo(store)
+        assert login is not None
+        with store.write() as tx:
+            users.set_password(tx, "admin", "changed-afterwards")
+        assert load_demo(store) is None  # the saved password no longer works: not shown
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_serve_demo_prints_a_working_login_on_every_start(tmp_path):
+    data_dir = tmp_path / "demo"
+    logins = []
+    for _ in range(2):
+        server = LiveServer(data_dir, args=["--demo"]).start()
+        try:
+            assert server.proc is not None and server.proc.stdout is not None
+            line = server.proc.stdout.readline()
+            assert line.strip().startswith("Demo login: ")
+            username, password = line.split(": ", 1)[1].strip().split(" / ")
+            logins.append((username, password))
+            r = requests.get(f"{server.url}/api/v1/queues", timeout=10)
+            assert [q["prefix"] for q in r.json()["items"]] == ["A", "L", "P"]
+            assert token(server.url, (username, password))
+        finally:
+            server.stop()
+    assert logins[0] == logins[1]
