@@ -1,0 +1,143 @@
+"""``python -m bench [joins|call-next|durability|viewers|all] [--quick] [--verbose]``.
+
+Runs the chosen benchmarks (all by default) and prints their figures, then a
+summary. ``--quick`` uses small sizes (the CI smoke run, well under 30 s
+without the viewers). Exit status 1 when a part fails to run; figures that
+miss a target are reported, not failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import platform
+import sqlite3
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from . import call_next, durability, joins
+from .common import cpu_busy_share, fsync_commits_per_s, print_table, temp_dir, wrk_path
+
+PARTS = ("durability", "joins", "call-next", "viewers")
+QUIET_FSYNC_PER_S = 3000  # WAL + FULL commits/s this kind of machine does when idle
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[2])
+    parser.add_argument("part", nargs="?", default="all", choices=(*PARTS, "all"))
+    parser.add_argument("--quick", action="store_true", help="small sizes (CI smoke run)")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="also print query plans and raw figures")
+    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
+                        help="load client for joins (auto: wrk if installed)")
+    parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    machine = _machine(args.client)
+    parts = PARTS if args.part == "all" else (args.part,)
+    runners: dict[str, Callable[[], dict[str, Any] | None]] = {
+        "durability": lambda: durability.run(quick=args.quick, verbose=args.verbose),
+        "joins": lambda: joins.run(quick=args.quick, verbose=args.verbose, client=args.client),
+        "call-next": lambda: call_next.run(quick=args.quick, verbose=args.verbose),
+        "viewers": lambda: _viewers(args.quick, args.verbose),
+    }
+    results: dict[str, Any] = {"machine": machine, "quick": args.quick}
+    failed = []
+    for part in parts:
+        print(f"\n== {part} ==", flush=True)
+        t0 = time.perf_counter()
+        try:
+            results[part] = runners[part]()
+        except Exception:  # report and go on with the other parts
+            traceback.print_exc()
+            failed.append(part)
+            results[part] = {"error": traceback.format_exc(limit=1).strip().splitlines()[-1]}
+        print(f"  ({part}: {time.perf_counter() - t0:.1f} s)", flush=True)
+    _summary(results, parts)
+    print(f"\nbench: {len(parts) - len(failed)}/{len(parts)} parts ran in "
+          f"{time.perf_counter() - started:.0f} s" + (f"; FAILED: {', '.join(failed)}"
+                                                       if failed else ""))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2, default=str)
+    return 1 if failed else 0
+
+
+def _machine(client: str) -> dict[str, Any]:
+    """Print and return what the figures depend on, including how busy the machine is."""
+    with temp_dir("probe") as tmp:
+        fsync = fsync_commits_per_s(tmp)
+    busy = cpu_busy_share(1.0)
+    info = {"cores": os.cpu_count(), "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version, "wrk": bool(wrk_path()), "client": client,
+            "busy_before": busy, "fsync_commits_per_s": fsync}
+    load_client = "wrk" if (client == "wrk" or (client == "auto" and wrk_path())) else \
+        "Python threads (apt-get install -y wrk for a lighter client)"
+    print(f"machine: {info['cores']} cores, Python {info['python']}, SQLite {info['sqlite']}, "
+          f"load client {load_client}")
+    print(f"  before the run: CPU {'?' if busy is None else f'{busy:.0%}'} busy, disk "
+          f"{fsync:,.0f} WAL+FULL commits/s")
+    if (busy or 0) > 0.15 or fsync < QUIET_FSYNC_PER_S / 2:
+        print("  WARNING: the machine is busy (other processes, or a slow disk): the figures "
+              "below will be lower and noisier than on a quiet machine")
+    return info
+
+
+def _viewers(quick: bool, verbose: bool) -> dict[str, Any] | None:
+    """bench/viewers.py (500 SSE viewers) if it is there."""
+    try:
+        from . import viewers  # type: ignore[attr-defined]
+    except ImportError:
+        print("viewers: not available")
+        return None
+    accepted = inspect.signature(viewers.run).parameters
+    kwargs = {k: v for k, v in (("quick", quick), ("verbose", verbose)) if k in accepted}
+    return viewers.run(**kwargs)
+
+
+def _summary(results: dict[str, Any], parts: tuple[str, ...]) -> None:
+    rows: list[list[Any]] = []
+    j = results.get("joins") or {}
+    if "jonot" in j:
+        rows.append(["joins/s over HTTP, 16 clients", j["jonot"]["per_s"], ">= 600",
+                     _ok(j["meets_target"])])
+        rows.append(["  join p50 / p99 ms", f"{j['jonot']['p50_ms']} / {j['jonot']['p99_ms']}",
+                     "", ""])
+        rows.append(["  bare Flask+waitress+SQLite insert/s", j["bare"]["per_s"], "(~850)", ""])
+    c = results.get("call-next") or {}
+    for n, r in (c.get("sizes") or {}).items():
+        rows.append([f"call-next p50 / p99 ms, {n:,} history (HTTP)",
+                     f"{r['http']['p50_ms']} / {r['http']['p99_ms']}", "p99 <= 20", ""])
+        rows.append(["  in process (domain, committed)",
+                     f"{r['domain']['p50_ms']} / {r['domain']['p99_ms']}", "", ""])
+    if "meets_target" in c:
+        rows[-1][3] = _ok(c["meets_target"])
+        plans = c.get("plans") or {}
+        rows.append(["  history scans in query plans", len(plans.get("problems", [])), "0",
+                     _ok(not plans.get("problems"))])
+    d = results.get("durability") or {}
+    for mode, r in (d.get("modes") or {}).items():
+        rows.append([f"joins/s in process, WAL + {mode}", r["per_s"], "", ""])
+    v = results.get("viewers")
+    if isinstance(v, dict):
+        for key, value in v.items():
+            if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                rows.append([f"viewers: {key}", value, "", ""])
+    elif "viewers" in parts:
+        rows.append(["viewers", "not available", "", ""])
+    if rows:
+        print_table("Summary", ["figure", "value", "target", ""], rows)
+
+
+def _ok(flag: Any) -> str:
+    return "ok" if flag else "MISSED"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
