@@ -1,0 +1,48 @@
+"""The benchmark command runs end to end at small sizes and prints its figures.
+
+Speed itself is not asserted here (that is what ``python -m bench`` reports);
+this checks that every part runs, prints its table and returns sane figures.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TIME_BOUND_S = 180  # about 30 s on an idle 2-core machine; generous for a busy CI
+
+
+@pytest.mark.slow
+def test_quick_bench_prints_figures_and_exits_0(tmp_path: Path) -> None:
+    figures_file = tmp_path / "figures.json"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "all", "--quick", "--json", str(figures_file)],
+        cwd=ROOT, capture_output=True, text=True, timeout=TIME_BOUND_S)
+    elapsed = time.monotonic() - started
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert elapsed < TIME_BOUND_S
+    for title in ("Durability cost", "Joins over HTTP", "Call-next latency", "Summary"):
+        assert title in out, f"{title!r} missing from:\n{out[-3000:]}"
+    assert "viewers" in out
+    assert "FAILED" not in out
+
+    figures = json.loads(figures_file.read_text())
+    joins = figures["joins"]["jonot"]
+    assert joins["ok"] > 0 and joins["per_s"] > 0 and joins["errors"] == 0
+    assert joins["durable_ok"], "fewer tickets stored than acknowledged"
+    assert figures["joins"]["bare"]["per_s"] > 0
+    call_next = figures["call-next"]["sizes"]["10000"]
+    assert call_next["http"]["errors"] == 0
+    assert 0 < call_next["http"]["p50_ms"] <= call_next["http"]["p99_ms"]
+    assert 0 < call_next["domain"]["p50_ms"] <= call_next["domain"]["p99_ms"]
+    assert figures["call-next"]["plans"]["statements"] > 5
+    modes = figures["durability"]["modes"]
+    assert modes["FULL"]["per_s"] > 0 and modes["NORMAL"]["per_s"] > 0
