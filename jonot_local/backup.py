@@ -156,17 +156,20 @@ def database_path(data_dir: Path) -> Path:
 def backup_database(db_path: Path, dest: Path) -> Path:
     """Copy the live database at ``db_path`` to ``dest`` (which must not exist).
 
-    Safe while a server writes. Returns ``dest``. Raises ``BackupError``.
+    Safe while a server writes. The file is made readable by its owner only
+    (mode 0600). Returns ``dest``. Raises ``BackupError``.
     """
     db_path, dest = Path(db_path), Path(dest)
     if not db_path.is_file():
         raise BackupError(f"no database at {db_path}")
     if dest.exists():
         raise BackupError(f"{dest} already exists; choose another file name")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     _remove_with_side_files(partial)
     try:
+        # Patients' names and password hashes: readable by the owner only.
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         src = sqlite3.connect(str(db_path), timeout=BUSY_TIMEOUT_MS / 1000)
         try:
             dst = sqlite3.connect(str(partial), isolation_level=None)
@@ -342,7 +345,7 @@ def _move_aside(target: Path) -> Path:
         finally:
             conn.close()
     aside = new_backup_path(backups_dir(target.parent), "pre-restore-")
-    aside.parent.mkdir(parents=True, exist_ok=True)
+    aside.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.replace(target, aside)
     for suffix in SIDE_FILES:
         side = Path(str(target) + suffix)

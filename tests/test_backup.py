@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,6 +69,7 @@ def test_backup_copies_a_live_database_into_one_checked_file(office_dir, tmp_pat
     conn.close()
     leftovers = sorted(p.name for p in tmp_path.iterdir())
     assert leftovers == ["copy.sqlite3", "data"]
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
 
 
 def test_backup_refuses_to_overwrite_and_needs_a_database(office_dir, tmp_path):
