@@ -459,3 +459,18 @@ def test_serve_demo_prints_a_working_login_on_every_start(tmp_path):
         finally:
             server.stop()
     assert logins[0] == logins[1]
+
+
+# -- installer ---------------------------------------------------------------------------
+
+def test_the_systemd_unit_runs_a_command_this_cli_accepts():
+    unit = (Path(__file__).resolve().parent.parent / "installer" / "jonot-local.service")
+    lines = [line.strip() for line in unit.read_text().splitlines()]
+    service = dict(line.split("=", 1) for line in lines
+                   if "=" in line and not line.startswith("#"))
+    assert "Environment=JONOT_DATA_DIR=/var/lib/jonot-local" in lines
+    assert service["User"] == "jonot-local" and service["StateDirectory"] == "jonot-local"
+    program, *args = service["ExecStart"].split()
+    assert program.endswith("/jonot-local") and args[0] == "serve"
+    ctx = cli.serve.make_context("serve", args[1:])  # raises on an unknown option
+    assert ctx.params["port"] == 8080 and ctx.params["host"] == "0.0.0.0"
