@@ -56,6 +56,10 @@ def run_until_signal(server: Any, on_stop: Callable[[], None] | None = None) -> 
     def _stop(signum: int, frame: Any) -> None:
         stopping.set()
         server.close()
+        # waitress's loop runs while any connection is open, and a live stream never
+        # goes idle: close them all so the process stops now, not at channel_timeout.
+        for channel in list(getattr(server, "active_channels", {}).values()):
+            channel.handle_close()
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop)
