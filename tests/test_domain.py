@@ -606,3 +606,43 @@ def test_unknown_hash_is_404_problem(client):
     assert r.status_code == 404 and r.get_json()["code"] == "not_found"
     r = client.post("/api/v1/tickets/by-hash/" + "A" * 22 + "/cancel")
     assert r.status_code == 404 and r.get_json()["code"] == "not_found"
+
+
+# -- order keys stay distinct among the tickets holding a place ---------------------------------
+
+def test_moved_to_the_end_then_a_new_join_comes_after_it(store, office):
+    a = office["a"]
+    t1, t2 = join(store, a), join(store, a)
+    do(store, tickets.reorder, t1.id, after=t2.id)
+    t3 = join(store, a)
+    assert waiting_codes(store, a) == [t2.code, t1.code, t3.code]
+
+
+def test_moved_to_the_front_while_another_is_called(store, office):
+    """The called ticket still holds its place; a move to the front goes before it."""
+    a, room1 = office["a"], office["room1"]
+    t1, t2, t3 = join(store, a), join(store, a), join(store, a)
+    do(store, tickets.call, t1.id, room1.id)
+    do(store, tickets.reorder, t3.id, after=None)
+    do(store, tickets.return_to_queue, t1.id)
+    assert waiting_codes(store, a) == [t3.code, t1.code, t2.code]
+
+
+def test_moved_after_a_ticket_goes_before_a_called_one_behind_it(store, office):
+    a, room1 = office["a"], office["room1"]
+    t1, t2, t3 = join(store, a), join(store, a), join(store, a)
+    do(store, tickets.call, t2.id, room1.id)
+    do(store, tickets.reorder, t3.id, after=t1.id)
+    do(store, tickets.return_to_queue, t2.id)
+    assert waiting_codes(store, a) == [t1.code, t3.code, t2.code]
+
+
+def test_transferred_to_the_front_while_the_head_is_called(store, office):
+    a, lab, room2 = office["a"], office["lab"], office["room2"]
+    l1, l2 = join(store, lab), join(store, lab)
+    do(store, tickets.call, l1.id, room2.id)
+    x = join(store, a)
+    do(store, tickets.call, x.id, office["room1"].id)
+    do(store, tickets.transfer, x.id, lab.id, to_front=True)
+    do(store, tickets.return_to_queue, l1.id)
+    assert waiting_codes(store, lab) == [x.code, l1.code, l2.code]

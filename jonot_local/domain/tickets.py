@@ -298,7 +298,7 @@ def transfer(tx: Tx, ticket_id: str, queue_id: str, *, user_id: str | None = Non
     _end_interaction(tx, ticket, "transferred", now)
     if to_front:
         first = tx.one(
-            "SELECT MIN(order_key) AS k FROM tickets WHERE queue_id = ? AND state = 'WAITING'",
+            f"SELECT MIN(order_key) AS k FROM tickets WHERE queue_id = ? AND {_HOLDS_PLACE}",
             (queue_id,))
         order_key = (first["k"] - 1.0) if first["k"] is not None else _next_order_key(tx)
     else:
@@ -367,7 +367,7 @@ def reorder(tx: Tx, ticket_id: str, *, after: str | None, version: int | None = 
         raise ValidationError.field("after", "cannot be the ticket itself")
     if after is None:
         first = tx.one(
-            "SELECT MIN(order_key) AS k FROM tickets WHERE queue_id = ? AND state = 'WAITING' "
+            f"SELECT MIN(order_key) AS k FROM tickets WHERE queue_id = ? AND {_HOLDS_PLACE} "
             "AND id != ?", (ticket.queue_id, ticket.id))
         new_key = ticket.order_key if first["k"] is None else first["k"] - 1.0
     else:
@@ -377,10 +377,10 @@ def reorder(tx: Tx, ticket_id: str, *, after: str | None, version: int | None = 
         if anchor is None:
             raise ValidationError.field("after", "must be a waiting ticket of the same queue")
         nxt = tx.one(
-            "SELECT MIN(order_key) AS k FROM tickets WHERE queue_id = ? AND state = 'WAITING' "
+            f"SELECT MIN(order_key) AS k FROM tickets WHERE queue_id = ? AND {_HOLDS_PLACE} "
             "AND order_key > ? AND id != ?", (ticket.queue_id, anchor["order_key"], ticket.id))
         if nxt["k"] is None:
-            new_key = anchor["order_key"] + 1.0
+            new_key = _next_order_key(tx)  # a fresh key: ``+ 1`` could be the next join's
         else:
             new_key = (anchor["order_key"] + nxt["k"]) / 2.0
             if not anchor["order_key"] < new_key < nxt["k"]:
@@ -530,6 +530,11 @@ def _learn_service_time(tx: Tx, queue_id: str, started: str, ended: str,
     )
 
 
+# Tickets that hold a place in their queue's order: waiting ones, and called ones,
+# which a return puts back where they were. Keys of these must stay distinct.
+_HOLDS_PLACE = "state IN ('WAITING', 'CALLED')"
+
+
 def _next_order_key(tx: Tx) -> float:
     row = tx.one(
         "INSERT INTO settings (key, value) VALUES ('order_seq', '1') "
@@ -538,10 +543,9 @@ def _next_order_key(tx: Tx) -> float:
 
 
 def _respace_order_keys(tx: Tx, queue_id: str) -> None:
-    # Called tickets hold their place too (a return puts them back there).
     rows = tx.all(
-        "SELECT id FROM tickets WHERE queue_id = ? AND state IN ('WAITING', 'CALLED') "
-        "ORDER BY order_key", (queue_id,))
+        f"SELECT id FROM tickets WHERE queue_id = ? AND {_HOLDS_PLACE} ORDER BY order_key",
+        (queue_id,))
     for row in rows:
         tx.execute("UPDATE tickets SET order_key = ? WHERE id = ?",
                    (_next_order_key(tx), row["id"]))
