@@ -223,11 +223,11 @@ def user_add(data_dir: Path | None, name: str, password: str | None, admin: bool
     """Create a staff account, or an admin account with --admin."""
     from .domain import users
 
+    password = _password(password)  # asked before the write transaction begins
     store = _open_store(data_dir)
     try:
         with cli_errors(), store.write() as tx:
-            created = users.create_user(tx, name, _password(password),
-                                        role="admin" if admin else "staff")
+            created = users.create_user(tx, name, password, role="admin" if admin else "staff")
     finally:
         store.close()
     click.echo(f"Created {created['role']} {created['username']}")
@@ -266,10 +266,11 @@ def user_passwd(data_dir: Path | None, name: str, password: str | None) -> None:
     """Change an account's password; its API tokens stop working."""
     from .domain import users
 
+    password = _password(password)  # asked before the write transaction begins
     store = _open_store(data_dir)
     try:
         with cli_errors(), store.write() as tx:
-            users.set_password(tx, name, _password(password))
+            users.set_password(tx, name, password)
     finally:
         store.close()
     click.echo(f"Password changed for {name}")
@@ -283,9 +284,9 @@ def user_passwd(data_dir: Path | None, name: str, password: str | None) -> None:
 def backup(data_dir: Path | None, file: Path | None) -> None:
     """Copy the database to FILE while the server keeps running.
 
-    Without FILE (or with a folder) the copy goes to
-    <data-dir>/backups/jonot-YYYYmmdd-HHMMSS.sqlite3 (UTC). The copy is checked
-    before its path is printed.
+    Without FILE the copy goes to <data-dir>/backups/jonot-YYYYmmdd-HHMMSS.sqlite3
+    (UTC); when FILE is a folder, into that folder under the same name. The copy
+    is checked before its path is printed.
     """
     from .backup import backup_database, backups_dir, database_path, new_backup_path
 

@@ -474,3 +474,21 @@ def test_the_systemd_unit_runs_a_command_this_cli_accepts():
     assert program.endswith("/jonot-local") and args[0] == "serve"
     ctx = cli.serve.make_context("serve", args[1:])  # raises on an unknown option
     assert ctx.params["port"] == 8080 and ctx.params["host"] == "0.0.0.0"
+
+
+def test_the_password_prompt_does_not_hold_the_database(tmp_path, monkeypatch):
+    data_dir = _seeded(tmp_path)
+    monkeypatch.setattr(cli, "stdin_is_tty", lambda: True)
+
+    def prompt(*args: Any, **kwargs: Any) -> str:
+        # While a person types, the server must still be able to write.
+        conn = sqlite3.connect(str(database_path(data_dir)), timeout=0)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.rollback()
+        conn.close()
+        return "typed-password"
+
+    monkeypatch.setattr(click, "prompt", prompt)
+    for args in (["user", "add", "nurse2"], ["user", "passwd", "nurse"]):
+        result = run(*args, "--data-dir", str(data_dir))
+        assert result.exit_code == 0, result.output
