@@ -347,7 +347,7 @@ def test_hub_close_ends_open_streams_promptly(stream_app: Any) -> None:
     rt.hub.close()
     for th in threads:
         th.join(5)
-    assert len(done) == 2 and time.monotonic() - t0 < 2
+    assert len(done) == 2 and time.monotonic() - t0 < 4  # generous: it is immediate
     assert stream_app.extensions["jonot_streams"].slots.in_use == 0
 
 
@@ -454,6 +454,7 @@ def test_a_call_reaches_both_streams(live: dict[str, Any]) -> None:
         staff_post(live, f"/api/v1/tickets/{mine['id']}/complete")
         final = holder.until(event_named("end"))
         assert final[-1]["data"] == {"state": "COMPLETED"}
+        assert final[-2]["event"] == "ticket" and final[-2]["data"]["state"] == "COMPLETED"
         assert int(final[-1]["retry"]) >= 60_000
         assert holder.next_block(5) is None  # the ticket's stream ends with it
     finally:
