@@ -22,6 +22,10 @@ from .support import ADMIN
 DOC = build_document()
 METHODS = ("get", "post", "put", "patch", "delete")
 PROBLEM = "application/problem+json"
+_schemas = DOC["components"]["schemas"]
+PROBLEM_SCHEMA = {**_schemas["Problem"], "properties": {
+    **_schemas["Problem"]["properties"],
+    "errors": {"type": "array", "items": _schemas["FieldError"]}}}
 
 
 def operations(with_body: bool | None = None) -> list[tuple[str, str, dict[str, Any]]]:
@@ -50,9 +54,7 @@ def assert_problem(r: Any, status: int, code: str | None = None) -> dict[str, An
     assert isinstance(body["message"], str) and body["message"]
     if code is not None:
         assert body["code"] == code, body
-    jsonschema.validate(body, DOC["components"]["schemas"]["Problem"] | {
-        "$defs": {}, "properties": {**DOC["components"]["schemas"]["Problem"]["properties"],
-                                    "errors": {"type": "array"}}})
+    jsonschema.validate(body, PROBLEM_SCHEMA)
     text = r.get_data(as_text=True)
     assert "Traceback" not in text and "File \"" not in text
     return body

@@ -226,3 +226,15 @@ def test_anonymous_callers_do_not_get_personal_fields_back(client, office):
     r = client.get(f"/api/v1/tickets/by-hash/{r.json['hash']}")
     for field in ("name", "phone", "notes", "extra", "called_by"):
         assert field not in r.json
+
+
+def test_public_endpoints_need_no_token(client):
+    public = ops_for("anyone", "holder")
+    assert ("post", "/api/v1/queues/{queue_id}/tickets") in public
+    for method, path in public:
+        url = fill(path.replace("{hash}", "A" * 22))
+        if url.endswith("/api/v1/events"):
+            url += "?display=01NOSUCHDISPLAY"  # a refusal: an open stream would never end
+        r = client.open(url, method=method.upper(), json={} if method != "get" else None)
+        assert r.status_code not in (401, 403), (method, path, r.status_code)
+        assert r.status_code < 500
