@@ -290,6 +290,7 @@ def restore_database(data_dir: Path, source: Path) -> RestoreResult:
                 raise BackupError(f"cannot restore {source}: {exc.strerror or exc}") from None
             except BackupError as exc:
                 raise BackupError(f"cannot restore {source}: {exc}") from None
+            carried = _read_counters(target) if target.exists() else {}
             previous = _move_aside(target) if target.exists() else None
             try:
                 os.replace(staged, target)
@@ -306,12 +307,46 @@ def restore_database(data_dir: Path, source: Path) -> RestoreResult:
         try:
             applied = migrate(conn)
             restored_at = utcnow_iso()
+            conn.execute("BEGIN IMMEDIATE")
+            _carry_counters_forward(conn, carried)
             conn.execute("INSERT INTO settings (key, value) VALUES ('restored_at', ?) "
                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                          (restored_at,))
+            conn.execute("COMMIT")
         finally:
             conn.close()
     return RestoreResult(target, previous, applied, restored_at)
+
+
+def _read_counters(db_path: Path) -> dict[str, int]:
+    """The highest number issued per queue in the database being replaced.
+
+    Best effort: an unreadable database carries nothing forward.
+    """
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error:
+        return {}
+    try:
+        rows = conn.execute(
+            "SELECT q.id, MAX(q.last_number, COALESCE(MAX(t.number), 0)) FROM queues q "
+            "LEFT JOIN tickets t ON t.origin_queue_id = q.id GROUP BY q.id").fetchall()
+        return {queue_id: int(n) for queue_id, n in rows}
+    except sqlite3.Error:
+        return {}
+    finally:
+        conn.close()
+
+
+def _carry_counters_forward(conn: sqlite3.Connection, carried: dict[str, int]) -> None:
+    """Move each restored queue's counter past every number the replaced database issued.
+
+    Tickets issued after the backup are gone with the restore, but their numbers
+    were printed or shown: they are never handed out again.
+    """
+    for queue_id, last in carried.items():
+        conn.execute("UPDATE queues SET last_number = MAX(last_number, ?) WHERE id = ?",
+                     (last, queue_id))
 
 
 def _check_file(path: Path) -> None:

@@ -142,7 +142,9 @@ def test_restore_replaces_the_database_and_keeps_the_old_one(office_dir, tmp_pat
     assert not list(data_dir.glob(".restore-*"))
     reopened = open_store(data_dir)  # the server can start on it
     with reopened.write() as tx:
-        assert tickets.join(tx, q.id, source="kiosk").number == 6
+        # A006-A008 were issued after the backup: gone with the restore, but their
+        # numbers were shown or printed, so they are never handed out again.
+        assert tickets.join(tx, q.id, source="kiosk").number == 9
     reopened.close()
 
 
