@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import __version__
 from .api import errors as api_errors
 from .db import open_store
+from .domain.location import rename_location
 from .events import EventHub
 from .paths import web_dir
 from .runtime import Runtime
@@ -28,6 +29,9 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
     settings = config if isinstance(config, Settings) else Settings.load(config)
     data_dir = Path(settings.data_dir)
     store = open_store(data_dir, pool_size=settings.db_pool_size)
+    if settings.location_name.strip():
+        with store.write() as tx:
+            rename_location(tx, settings.location_name.strip())
     hub = EventHub()
     store.listeners.append(hub.publish)
 

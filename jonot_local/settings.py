@@ -24,8 +24,9 @@ class Settings:
 
     data_dir: Path = field(default_factory=default_data_dir, metadata=_meta(
         "Folder holding the database, secret key and backups."))
-    location_name: str = field(default="Jonot Local", metadata=_meta(
-        "Name of the office, shown on pages, receipts and in the zeroconf TXT record."))
+    location_name: str = field(default="", metadata=_meta(
+        "Name of the office on pages, receipts and the LAN announcement; when set, it "
+        "replaces the stored name at start."))
     default_service_s: float = field(default=300.0, metadata=_meta(
         "Assumed service time per ticket (seconds) before a queue has real data."))
     service_smoothing: float = field(default=0.2, metadata=_meta(

@@ -366,3 +366,13 @@ def test_holder_reads_follows_and_cancels_by_hash(api, office):
     assert canceled["state"] == "CANCELED" and canceled["canceled_by"] == "customer"
     again = api.post(f"/tickets/by-hash/{mine['hash']}/cancel", status=409, who=None)
     assert again["code"] == "invalid_transition"
+
+
+def test_location_name_setting_renames_the_office(tmp_path):
+    from jonot_local.app import create_app
+
+    app = create_app({"data_dir": tmp_path / "d", "location_name": "  Kylä Clinic "})
+    try:
+        assert app.test_client().get("/api/v1/health").json["location_name"] == "Kylä Clinic"
+    finally:
+        app.extensions["jonot"].store.close()
