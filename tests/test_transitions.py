@@ -433,6 +433,12 @@ def test_http_transition_table(client, store, office, staff_headers, case):
         assert body["position"] >= 1
     else:
         assert body["position"] is None
+    detail = client.get(f"/api/v1/tickets/{ticket.id}", headers=staff_headers).get_json()
+    _, stored = snapshot(store, ticket.id)
+    assert detail["version"] == body["version"] and detail["state"] == target
+    assert [(i["desk_id"], i["outcome"], i["started_at"], i["ended_at"])
+            for i in detail["interactions"]] == \
+        [(i["desk_id"], i["outcome"], i["started_at"], i["ended_at"]) for i in stored]
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if (STARTS[c[0]][0], c[1]) in ALLOWED
