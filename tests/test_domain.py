@@ -646,3 +646,39 @@ def test_transferred_to_the_front_while_the_head_is_called(store, office):
     do(store, tickets.transfer, x.id, lab.id, to_front=True)
     do(store, tickets.return_to_queue, l1.id)
     assert waiting_codes(store, lab) == [x.code, l1.code, l2.code]
+
+
+def test_now_serving_follows_recalls_and_forgets_calls_that_did_not_happen(tmp_path):
+    from jonot_local.db import open_store
+    from jonot_local.domain import queues as q_domain
+    from jonot_local.domain import status
+    from jonot_local.domain import tickets as t_domain
+
+    store = open_store(tmp_path / "ns")
+    try:
+        with store.write() as tx:
+            q = q_domain.create_queue(tx, name="General", prefix="A")
+            d1 = q_domain.create_desk(tx, name="Room 1", queue_ids=[q.id])
+            d2 = q_domain.create_desk(tx, name="Room 2", queue_ids=[q.id])
+            a1, a2, a3 = (t_domain.join(tx, q.id) for _ in range(3))
+
+            def serving() -> str | None:
+                ns = status.now_serving(tx, q_domain.get_queue(tx, q.id))
+                return ns["code"] if ns else None
+
+            t_domain.call_next(tx, d1.id)            # A001 at Room 1
+            t_domain.complete(tx, a1.id)
+            t_domain.call_next(tx, d1.id)            # A002 at Room 1
+            t_domain.call_next(tx, d2.id)            # A003 at Room 2
+            assert serving() == "A003"
+            t_domain.recall(tx, a2.id)
+            assert serving() == "A002"               # announced again: served now
+            t_domain.return_to_queue(tx, a2.id)
+            assert serving() == "A003"               # latest call still standing
+            t_domain.cancel(tx, a3.id, by="staff")
+            assert serving() == "A001"               # the last one actually served
+            t_domain.call_next(tx, d1.id)            # A002 again
+            t_domain.skip(tx, a2.id)
+            assert serving() == "A002"               # a no-show was still called
+    finally:
+        store.close()

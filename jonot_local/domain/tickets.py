@@ -207,6 +207,9 @@ def recall(tx: Tx, ticket_id: str, *, user_id: str | None = None,
         "version = version + 1 WHERE id = ?",
         (now, ticket.id),
     )
+    # A recall is a call again: it is what the queue serves now.
+    tx.execute(
+        "UPDATE queues SET now_serving_ticket_id = ? WHERE id = ?", (ticket.id, ticket.queue_id))
     recalled = get(tx, ticket.id)
     _emit(tx, recalled, "recalled")
     return recalled
@@ -515,7 +518,23 @@ def _end_interaction(tx: Tx, ticket: Ticket, outcome: str, now: str) -> str | No
         "ORDER BY id DESC LIMIT 1) RETURNING started_at",
         (now, outcome, ticket.id),
     )
+    if outcome in ("returned", "transferred", "canceled"):
+        _forget_now_serving(tx, ticket)
     return row["started_at"] if row else None
+
+
+def _forget_now_serving(tx: Tx, ticket: Ticket) -> None:
+    """A call that did not happen (returned, transferred, canceled) stops being "now serving".
+
+    The queue then shows its latest call that stands: one still open or served.
+    """
+    tx.execute(
+        "UPDATE queues SET now_serving_ticket_id = ("
+        "  SELECT ticket_id FROM interactions WHERE queue_id = ?1 "
+        "  AND (ended_at IS NULL OR outcome IN ('completed', 'skipped')) "
+        "  ORDER BY id DESC LIMIT 1) "
+        "WHERE id = ?1 AND now_serving_ticket_id = ?2",
+        (ticket.queue_id, ticket.id))
 
 
 def _learn_service_time(tx: Tx, queue_id: str, started: str, ended: str,
