@@ -47,7 +47,7 @@ class Settings:
         "Look-ups by ticket hash allowed per client address per minute."))
     hash_miss_per_min: int = field(default=20, metadata=_meta(
         "Look-ups of unknown ticket hashes allowed per client address per minute."))
-    hash_lookup_floor_ms: float = field(default=8.0, metadata=_meta(
+    hash_lookup_floor_ms: float = field(default=20.0, metadata=_meta(
         "Minimum response time of a look-up by hash, so timing does not tell whether it exists."))
     trusted_proxies: int = field(default=0, metadata=_meta(
         "Reverse proxies in front of the server whose X-Forwarded-For is trusted."))

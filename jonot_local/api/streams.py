@@ -50,7 +50,7 @@ from ..events import EventHub
 from ..runtime import Runtime, runtime
 from . import blueprint
 from .errors import ApiError
-from .tickets import _pad, _unknown_hash, holder_view, lookup_by_hash
+from .tickets import holder_view, lookup_by_hash, pad_response_time, unknown_hash_error
 
 RETRY_MS = 3000                # reconnect hint for a dropped stream
 ENDED_RETRY_MS = 3_600_000     # after a ticket's final event: don't come back soon
@@ -384,9 +384,9 @@ def ticket_events(ticket_hash: str) -> Response:
     ticket, started = lookup_by_hash(ticket_hash)
     try:
         if ticket is None:
-            raise _unknown_hash()
+            raise unknown_hash_error()
     finally:
-        _pad(started)
+        pad_response_time(started)
     rt = runtime()
     streams = _streams()
     if not streams.slots.acquire():

@@ -126,7 +126,7 @@ def lookup_by_hash(ticket_hash: str) -> tuple[Ticket | None, float]:
     return ticket, started
 
 
-def _pad(started: float) -> None:
+def pad_response_time(started: float) -> None:
     """Answer no sooner than the configured floor, found or not."""
     floor = runtime().settings.hash_lookup_floor_ms / 1000.0
     left = floor - (time.monotonic() - started)
@@ -134,7 +134,7 @@ def _pad(started: float) -> None:
         time.sleep(left)
 
 
-def _unknown_hash() -> ApiError:
+def unknown_hash_error() -> ApiError:
     return ApiError(404, "not_found",
                     "No ticket has this link. Check the address, or take a new number.")
 
@@ -145,12 +145,12 @@ def by_hash(ticket_hash: str) -> Response:
     ticket, started = lookup_by_hash(ticket_hash)
     try:
         if ticket is None:
-            raise _unknown_hash()
+            raise unknown_hash_error()
         with runtime().store.read() as tx:
             data = holder_view(tx, tickets.get(tx, ticket.id))
         return jsonify(data)
     finally:
-        _pad(started)
+        pad_response_time(started)
 
 
 @blueprint.post("/tickets/by-hash/<ticket_hash>/cancel")
@@ -159,13 +159,13 @@ def cancel_by_hash(ticket_hash: str) -> Response:
     ticket, started = lookup_by_hash(ticket_hash)
     try:
         if ticket is None:
-            raise _unknown_hash()
+            raise unknown_hash_error()
         with runtime().store.write() as tx:
             canceled = tickets.cancel(tx, ticket.id, by="customer")
             data = holder_view(tx, canceled)
         return jsonify(data)
     finally:
-        _pad(started)
+        pad_response_time(started)
 
 
 # -- staff ------------------------------------------------------------------------------
