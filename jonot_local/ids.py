@@ -40,7 +40,10 @@ def new_ulid() -> str:
 
 def new_ticket_hash() -> str:
     """A 22-character URL-safe bearer credential with 132 bits from the OS CSPRNG."""
-    return "".join(secrets.choice(_HASH_ALPHABET) for _ in range(HASH_LENGTH))
+    # The first 22 base64url characters of 17 random bytes: 132 uniform bits, the
+    # same alphabet, one urandom call (a choice per character took 44; joins run
+    # this inside the write lock).
+    return secrets.token_urlsafe(17)[:HASH_LENGTH]
 
 
 def is_ticket_hash(value: str) -> bool:
