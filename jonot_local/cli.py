@@ -120,6 +120,7 @@ def main() -> None:
 def serve(data_dir: Path | None, host: str, port: int, demo: bool, no_zeroconf: bool,
           printer: str | None) -> None:
     """Run the office server (waitress) until interrupted."""
+    from .api.errors import available_pages
     from .app import create_app
     from .backup import BackupService, DataDirLock
     from .server import make_server, run_until_signal
@@ -157,8 +158,9 @@ def serve(data_dir: Path | None, host: str, port: int, demo: bool, no_zeroconf: 
     shown = "localhost" if host in ("0.0.0.0", "::") else host  # noqa: S104
     base = f"http://{shown}:{server.effective_port}"
     click.echo(f"Jonot Local {__version__} serving {settings.data_dir}")
-    for label, path in (("Kiosk", "/kiosk"), ("Display", "/display"), ("Desk", "/desk"),
-                        ("Admin", "/admin"), ("API", "/api/v1/health")):
+    # Only pages this server really has; the API is always there.
+    for label, path in [*available_pages(app), ("API docs", "/api/v1/openapi.json"),
+                        ("API", "/api/v1/health")]:
         click.echo(f"  {label:<8} {base}{path}")
     if demo_login:
         click.echo(f"  Demo login: {demo_login[0]} / {demo_login[1]}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, json, request
+from flask import Flask, Response, current_app, json, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from ..domain import errors as de
@@ -92,6 +92,42 @@ def _is_api_request() -> bool:
     return request.path.startswith("/api/")
 
 
+_PAGE_TEXT = {
+    404: ("This page does not exist",
+          "Check the address. The server itself is running."),
+    405: ("This cannot be done here", "Go back and try again from the page you came from."),
+    500: ("Something went wrong",
+          "Nothing was changed. Try again in a moment; if it keeps happening, "
+          "tell the office's IT person."),
+}
+
+
+def available_pages(app: Flask) -> list[tuple[str, str]]:
+    """(label, path) of the people-facing pages this server has, in a fixed order."""
+    adapter = app.url_map.bind("localhost")
+    pages = []
+    for label, path in (("Kiosk", "/kiosk"), ("Display", "/display"), ("Desk", "/desk"),
+                        ("Admin", "/admin")):
+        try:
+            adapter.match(path, method="GET")
+        except HTTPException:
+            continue
+        pages.append((label, path))
+    return pages
+
+
+def _page(status: int) -> Response:
+    """A friendly HTML error page for a browser (never a traceback)."""
+    title, message = _PAGE_TEXT.get(status, ("This did not work", _PAGE_TEXT[500][1]))
+    try:
+        html = render_template("error.html", status=status, title=title, message=message,
+                               pages=available_pages(current_app))
+    except Exception:  # the error page itself must not fail
+        log.exception("rendering the error page failed")
+        html = f"<!doctype html><title>{title}</title><h1>{title}</h1><p>{message}</p>"
+    return Response(html, status=status, mimetype="text/html")
+
+
 def register(app: Flask) -> None:
     """Install the handlers: API paths always get problem JSON, never HTML or a traceback."""
 
@@ -106,7 +142,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException) -> Any:
         if not _is_api_request():
-            return err
+            return _page(err.code or 500)
         status = err.code or 500
         code = _HTTP_CODES.get(status, "http_error")
         message = {
@@ -123,9 +159,7 @@ def register(app: Flask) -> None:
     def _unexpected(err: Exception) -> Any:
         log.exception("unexpected error on %s %s", request.method, request.path)
         if not _is_api_request():
-            return problem(500, "internal_error",
-                           "Something went wrong on the server. Try again; if it persists, "
-                           "tell the office's IT person.")
+            return _page(500)
         return problem(500, "internal_error",
                        "The server hit an unexpected error; nothing was changed. "
                        "Try again, and report it if it persists.")
