@@ -20,6 +20,27 @@ ADMIN = ("admin", "admin-password")
 STAFF = ("staff", "staff-password")
 
 
+def staff_world(data_dir: Path, **overrides: Any) -> Any:
+    """An app on ``data_dir`` with a staff account and its bearer headers, for module fixtures.
+
+    Returns ``app``, ``store``, ``uid`` and ``headers``; close ``store`` when done.
+    Hash look-ups are neither padded nor limited unless ``overrides`` say so.
+    """
+    from types import SimpleNamespace
+
+    from jonot_local.settings import Settings
+
+    settings = Settings.load({"data_dir": data_dir, "hash_lookup_floor_ms": 0,
+                              "hash_lookup_per_min": 100_000, **overrides}, environ={})
+    app = create_app(settings)
+    store = app.extensions["jonot"].store
+    with store.write() as tx:
+        staff = users.create_user(tx, STAFF[0], STAFF[1], role="staff")
+        bearer, _ = users.issue_token(tx, staff["id"], 3600)
+    return SimpleNamespace(app=app, store=store, uid=staff["id"],
+                           headers={"Authorization": f"Bearer {bearer}"})
+
+
 class LiveServer:
     """``jonot-local serve`` really started (waitress, real SQLite file) on loopback."""
 

@@ -7,20 +7,17 @@ import itertools
 import math
 import string
 from datetime import timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from jonot_local.app import create_app
-from jonot_local.domain import queues, status, tickets, users
+from jonot_local.domain import queues, status, tickets
 from jonot_local.domain.errors import NotFound, QueueClosed, QueueEmpty, ValidationError
 from jonot_local.domain.model import CALLED, WAITING
 from jonot_local.ids import HASH_LENGTH
-from jonot_local.settings import Settings
 from jonot_local.timeutil import to_iso, utcnow
 
-from .support import STAFF
+from .support import staff_world
 
 DEFAULT_S = 300.0
 
@@ -31,18 +28,10 @@ _PREFIXES = ("".join(p) for p in itertools.product(string.ascii_uppercase, repea
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    settings = Settings.load({"data_dir": tmp_path_factory.mktemp("domain") / "data",
-                              "hash_lookup_floor_ms": 0, "hash_lookup_per_min": 100_000,
-                              "default_service_s": DEFAULT_S, "service_smoothing": 0.2},
-                             environ={})
-    app = create_app(settings)
-    store = app.extensions["jonot"].store
-    with store.write() as tx:
-        staff = users.create_user(tx, STAFF[0], STAFF[1], role="staff")
-        token, _ = users.issue_token(tx, staff["id"], 3600)
-    yield SimpleNamespace(app=app, store=store, uid=staff["id"],
-                          headers={"Authorization": f"Bearer {token}"})
-    store.close()
+    made = staff_world(tmp_path_factory.mktemp("domain") / "data",
+                        default_service_s=DEFAULT_S, service_smoothing=0.2)
+    yield made
+    made.store.close()
 
 
 @pytest.fixture

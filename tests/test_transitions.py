@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from jonot_local.app import create_app
-from jonot_local.domain import queues, tickets, users
+from jonot_local.domain import queues, tickets
 from jonot_local.domain.errors import InvalidTransition, VersionConflict
 from jonot_local.domain.model import CALLED, CANCELED, COMPLETED, SKIPPED, WAITING
-from jonot_local.settings import Settings
 
-from .support import STAFF
+from .support import STAFF, staff_world
 
 # -- one app for the module, a fresh office (queues and desks) for each test ----------------
 # Each test works on its own queues and desks, so sharing the database keeps the
@@ -34,17 +31,9 @@ _PREFIXES = (a + b for a, b in itertools.product("ABCDEFGHIJKLMNOPQRSTUVWXYZ", r
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    settings = Settings.load({"data_dir": tmp_path_factory.mktemp("transitions") / "data",
-                              "hash_lookup_floor_ms": 0, "hash_lookup_per_min": 100_000},
-                             environ={})
-    app = create_app(settings)
-    store = app.extensions["jonot"].store
-    with store.write() as tx:
-        staff = users.create_user(tx, STAFF[0], STAFF[1], role="staff")
-        token, _ = users.issue_token(tx, staff["id"], 3600)
-    yield SimpleNamespace(app=app, store=store, uid=staff["id"],
-                          headers={"Authorization": f"Bearer {token}"})
-    store.close()
+    made = staff_world(tmp_path_factory.mktemp("transitions") / "data")
+    yield made
+    made.store.close()
 
 
 @pytest.fixture
