@@ -384,12 +384,13 @@ def cpu_busy_share(seconds: float = 1.0) -> float | None:
     return round((busy1 - busy0) / max(1, total1 - total0), 2)
 
 
-def fsync_commits_per_s(work_dir: Path, count: int = 200) -> float:
-    """Commits per second of a one-row insert with WAL + synchronous=FULL in ``work_dir``."""
+def raw_commits_per_s(path: Path, mode: str = "FULL", count: int = 200) -> float:
+    """Commits per second of a one-row insert at ``path``: the store's pragmas, ``mode`` sync."""
     from jonot_local.db import connect
 
-    conn = connect(work_dir / "fsync-probe.sqlite3")
+    conn = connect(path)
     try:
+        conn.execute(f"PRAGMA synchronous = {mode}")
         conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT)")
         began = time.perf_counter()
         for _ in range(count):
@@ -399,3 +400,8 @@ def fsync_commits_per_s(work_dir: Path, count: int = 200) -> float:
         return round(count / (time.perf_counter() - began), 1)
     finally:
         conn.close()
+
+
+def fsync_commits_per_s(work_dir: Path, count: int = 200) -> float:
+    """Commits per second of a one-row insert with WAL + synchronous=FULL in ``work_dir``."""
+    return raw_commits_per_s(work_dir / "fsync-probe.sqlite3", "FULL", count)

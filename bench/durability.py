@@ -11,15 +11,14 @@ A bare one-row insert per commit is measured alongside, for the disk's raw rate.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
-from jonot_local.db import DB_FILENAME, Store, connect
+from jonot_local.db import DB_FILENAME, Store
 from jonot_local.domain import status, tickets
 
-from .common import latency_summary, note, print_table, seed_office, temp_dir
+from .common import latency_summary, note, print_table, raw_commits_per_s, seed_office, temp_dir
 
 MODES = ("FULL", "NORMAL")
 
@@ -35,7 +34,7 @@ def run(quick: bool = False, verbose: bool = False, joins: int | None = None) ->
             office = seed_office(data_dir, n_queues=4)
             results["modes"][mode] = {
                 **_join_loop(data_dir / DB_FILENAME, office["queues"], mode, count),
-                "raw_commits_per_s": _raw_commits(tmp / f"raw-{mode}.sqlite3", mode, count),
+                "raw_commits_per_s": raw_commits_per_s(tmp / f"raw-{mode}.sqlite3", mode, count),
             }
     full, normal = results["modes"]["FULL"], results["modes"]["NORMAL"]
     results["full_share_of_normal"] = round(full["per_s"] / normal["per_s"], 2)
@@ -64,22 +63,6 @@ def _join_loop(db_path: Path, queue_ids: list[str], mode: str, count: int) -> di
     finally:
         store.close()
     return {"per_s": round(count / seconds, 1), **latency_summary(latencies)}
-
-
-def _raw_commits(path: Path, mode: str, count: int) -> float:
-    """Commits per second of a one-row insert, with the store's pragmas and ``mode``."""
-    conn: sqlite3.Connection = connect(path)
-    try:
-        conn.execute(f"PRAGMA synchronous = {mode}")
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
-        began = time.perf_counter()
-        for _ in range(count):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO t (body) VALUES ('x')")
-            conn.execute("COMMIT")
-        return round(count / (time.perf_counter() - began), 1)
-    finally:
-        conn.close()
 
 
 def _report(results: dict[str, Any], verbose: bool) -> None:

@@ -20,6 +20,29 @@ ADMIN = ("admin", "admin-password")
 STAFF = ("staff", "staff-password")
 
 
+def wait_for_health(url: str, deadline: float) -> None:
+    """Poll ``url``'s health until it answers (``RuntimeError`` at the monotonic ``deadline``)."""
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/api/v1/health", timeout=2).ok:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer in time")
+
+
+def ticket_rows(db_file: Path) -> list[tuple[Any, ...]]:
+    """(id, number, code, hash, state) of every ticket in a database file, by queue and number."""
+    import sqlite3
+
+    conn = sqlite3.connect(str(db_file))
+    try:
+        return conn.execute("SELECT id, number, code, hash, state FROM tickets "
+                            "ORDER BY origin_queue_id, number").fetchall()
+    finally:
+        conn.close()
+
+
 def staff_world(data_dir: Path, **overrides: Any) -> Any:
     """An app on ``data_dir`` with a staff account and its bearer headers, for module fixtures.
 
@@ -74,13 +97,8 @@ class LiveServer:
                 break
         else:
             raise RuntimeError("server did not start in time")
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + "/api/v1/health", timeout=2).ok:
-                    return self
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("server did not answer in time")
+        wait_for_health(self.url, deadline)
+        return self
 
     def kill9(self) -> None:
         """Kill the server process abruptly, as a power cut would."""

@@ -30,14 +30,7 @@ from jonot_local.backup import (
 from jonot_local.db import open_store
 from jonot_local.domain import queues, tickets
 
-
-def _tickets(db_file: Path) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(str(db_file))
-    try:
-        return conn.execute("SELECT id, number, code, hash, state FROM tickets "
-                            "ORDER BY origin_queue_id, number").fetchall()
-    finally:
-        conn.close()
+from .support import ticket_rows
 
 
 def _office(data_dir: Path, joins: int) -> Any:
@@ -61,8 +54,8 @@ def office_dir(tmp_path: Path) -> Any:
 def test_backup_copies_a_live_database_into_one_checked_file(office_dir, tmp_path):
     data_dir, store, _ = office_dir
     dest = backup_database(database_path(data_dir), tmp_path / "copy.sqlite3")
-    assert _tickets(dest) == _tickets(database_path(data_dir))
-    assert [t[1] for t in _tickets(dest)] == [1, 2, 3, 4, 5]
+    assert ticket_rows(dest) == ticket_rows(database_path(data_dir))
+    assert [t[1] for t in ticket_rows(dest)] == [1, 2, 3, 4, 5]
     conn = sqlite3.connect(str(dest))
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     assert check_database(conn)[0] == "0001_initial"
@@ -120,21 +113,21 @@ def test_check_database_refuses_a_newer_schema(office_dir):
 
 def test_restore_replaces_the_database_and_keeps_the_old_one(office_dir, tmp_path):
     data_dir, store, q = office_dir
-    saved = _tickets(database_path(data_dir))
+    saved = ticket_rows(database_path(data_dir))
     copy = backup_database(database_path(data_dir), tmp_path / "copy.sqlite3")
     for _ in range(3):  # history after the backup, lost by the restore
         with store.write() as tx:
             tickets.join(tx, q.id, source="kiosk")
     store.close()
-    before = _tickets(database_path(data_dir))
+    before = ticket_rows(database_path(data_dir))
     assert len(before) == 8
 
     result = restore_database(data_dir, copy)
 
-    assert _tickets(database_path(data_dir)) == saved
+    assert ticket_rows(database_path(data_dir)) == saved
     assert result.previous is not None and result.previous.parent == backups_dir(data_dir)
     assert result.previous.name.startswith("pre-restore-")
-    assert _tickets(result.previous) == before  # nothing lost: the old one is kept whole
+    assert ticket_rows(result.previous) == before  # nothing lost: the old one is kept whole
     conn = sqlite3.connect(str(database_path(data_dir)))
     row = conn.execute("SELECT value FROM settings WHERE key = 'restored_at'").fetchone()
     conn.close()
@@ -150,7 +143,7 @@ def test_restore_replaces_the_database_and_keeps_the_old_one(office_dir, tmp_pat
 
 def test_restore_carries_a_wal_file_that_lies_beside_the_backup(office_dir, tmp_path):
     data_dir, store, _ = office_dir
-    expected = _tickets(database_path(data_dir))
+    expected = ticket_rows(database_path(data_dir))
     # Copy the live file and its -wal as someone might by hand (WAL not yet checkpointed).
     src = tmp_path / "hand" / "jonot.sqlite3"
     src.parent.mkdir()
@@ -160,7 +153,7 @@ def test_restore_carries_a_wal_file_that_lies_beside_the_backup(office_dir, tmp_
     assert Path(str(src) + "-wal").stat().st_size > 0
     store.close()
     restore_database(tmp_path / "other", src)
-    assert _tickets(database_path(tmp_path / "other")) == expected
+    assert ticket_rows(database_path(tmp_path / "other")) == expected
 
 
 def test_restore_refuses_a_foreign_file_and_changes_nothing(office_dir, tmp_path):
@@ -231,7 +224,7 @@ def test_backup_service_run_once_rotates(office_dir):
     assert automatic_backups(data_dir) == made[2:]
     assert all(p.name.startswith(AUTO_PREFIX) for p in made)
     assert manual.exists()
-    assert _tickets(made[-1]) == _tickets(database_path(data_dir))
+    assert ticket_rows(made[-1]) == ticket_rows(database_path(data_dir))
 
 
 def test_backup_service_thread_backs_up_on_its_interval(office_dir):

@@ -25,7 +25,7 @@ from jonot_local.domain import queues, users
 from jonot_local.domain.location import get_location
 from jonot_local.settings import Settings
 
-from .support import ADMIN, LiveServer, setup_office, token
+from .support import ADMIN, LiveServer, setup_office, ticket_rows, token
 
 
 def run(*args: str, input: str | None = None) -> Any:
@@ -278,15 +278,6 @@ def _join_until(url: str, queue_id: str, stop: threading.Event, acked: list[dict
             errors.append(f"{r.status_code} {r.text[:200]}")
 
 
-def _ticket_rows(db_file: Path) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(str(db_file))
-    try:
-        return conn.execute("SELECT id, number, code, hash, state FROM tickets "
-                            "ORDER BY number").fetchall()
-    finally:
-        conn.close()
-
-
 @pytest.mark.slow
 def test_backup_while_serving_then_restore_gives_the_same_tickets(live_server, tmp_path):
     url, data_dir = live_server.url, live_server.data_dir
@@ -315,7 +306,7 @@ def test_backup_while_serving_then_restore_gives_the_same_tickets(live_server, t
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(copy)
     assert errors == []
-    backed_up = _ticket_rows(copy)
+    backed_up = ticket_rows(copy)
     numbers = [row[1] for row in backed_up]
     assert numbers == list(range(1, len(numbers) + 1))  # a consistent snapshot, no holes
     assert before <= len(numbers) <= after + 2  # + requests in flight at the snapshot
@@ -331,13 +322,13 @@ def test_backup_while_serving_then_restore_gives_the_same_tickets(live_server, t
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "is running" in proc.stderr
     assert requests.get(f"{url}/api/v1/health", timeout=10).ok
-    live_total = len(_ticket_rows(database_path(data_dir)))
+    live_total = len(ticket_rows(database_path(data_dir)))
     assert live_total >= len(acked) > len(backed_up)
 
     live_server.stop()
     result = run("restore", str(copy), "--data-dir", str(data_dir))
     assert result.exit_code == 0, result.output
-    assert _ticket_rows(database_path(data_dir)) == backed_up
+    assert ticket_rows(database_path(data_dir)) == backed_up
     for suffix in ("-wal", "-shm"):
         assert not Path(str(database_path(data_dir)) + suffix).exists()
 

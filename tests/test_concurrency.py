@@ -25,7 +25,15 @@ import requests
 
 from jonot_local.db import DB_FILENAME
 
-from .support import ADMIN, STAFF, LiveServer, seed_accounts, setup_office, token
+from .support import (
+    ADMIN,
+    STAFF,
+    LiveServer,
+    seed_accounts,
+    setup_office,
+    token,
+    wait_for_health,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -221,14 +229,8 @@ class SecondProcess(LiveServer):
             self.proc.kill()
             raise RuntimeError(f"second server did not start: {self.proc.stderr.read()}")
         self.url = line.strip().removesuffix("/api/v1/health")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + "/api/v1/health", timeout=2).ok:
-                    return self
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("second server did not answer in time")
+        wait_for_health(self.url, time.monotonic() + timeout)
+        return self
 
 
 def test_two_server_processes_racing_call_next_call_each_ticket_once(servers, data_dir,

@@ -50,7 +50,7 @@ from ..events import EventHub
 from ..runtime import Runtime, runtime
 from . import blueprint
 from .errors import ApiError
-from .tickets import holder_view, lookup_by_hash, pad_response_time, unknown_hash_error
+from .tickets import held_ticket, holder_view
 
 RETRY_MS = 3000                # reconnect hint for a dropped stream
 ENDED_RETRY_MS = 3_600_000     # after a ticket's final event: don't come back soon
@@ -381,12 +381,8 @@ def _public_chunks(rt: Runtime, feed: PublicFeed, display: dict[str, Any] | None
 @blueprint.get("/tickets/by-hash/<ticket_hash>/events")
 def ticket_events(ticket_hash: str) -> Response:
     """The holder's live view of their ticket (Server-Sent Events)."""
-    ticket, started = lookup_by_hash(ticket_hash)
-    try:
-        if ticket is None:
-            raise unknown_hash_error()
-    finally:
-        pad_response_time(started)
+    with held_ticket(ticket_hash) as ticket:
+        pass  # looked up, limited and padded before the stream starts
     rt = runtime()
     streams = _streams()
     if not streams.slots.acquire():

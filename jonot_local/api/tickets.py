@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, current_app, jsonify, request, url_for
@@ -139,33 +141,35 @@ def unknown_hash_error() -> ApiError:
                     "No ticket has this link. Check the address, or take a new number.")
 
 
-@blueprint.get("/tickets/by-hash/<ticket_hash>")
-def by_hash(ticket_hash: str) -> Response:
-    """The holder's view of their ticket: state, position, estimated wait, now serving."""
+@contextlib.contextmanager
+def held_ticket(ticket_hash: str) -> Iterator[Ticket]:
+    """The ticket a holder's hash names, for the ``with`` block; 404 when there is none.
+
+    Rate limited (``lookup_by_hash``), and the response leaves no sooner than the
+    time floor whether the hash exists or not, also when the block raises.
+    """
     ticket, started = lookup_by_hash(ticket_hash)
     try:
         if ticket is None:
             raise unknown_hash_error()
-        with runtime().store.read() as tx:
-            data = holder_view(tx, tickets.get(tx, ticket.id))
-        return jsonify(data)
+        yield ticket
     finally:
         pad_response_time(started)
+
+
+@blueprint.get("/tickets/by-hash/<ticket_hash>")
+def by_hash(ticket_hash: str) -> Response:
+    """The holder's view of their ticket: state, position, estimated wait, now serving."""
+    with held_ticket(ticket_hash) as ticket, runtime().store.read() as tx:
+        return jsonify(holder_view(tx, tickets.get(tx, ticket.id)))
 
 
 @blueprint.post("/tickets/by-hash/<ticket_hash>/cancel")
 def cancel_by_hash(ticket_hash: str) -> Response:
     """The holder gives up their place; 409 when the ticket has already ended."""
-    ticket, started = lookup_by_hash(ticket_hash)
-    try:
-        if ticket is None:
-            raise unknown_hash_error()
-        with runtime().store.write() as tx:
-            canceled = tickets.cancel(tx, ticket.id, by="customer")
-            data = holder_view(tx, canceled)
-        return jsonify(data)
-    finally:
-        pad_response_time(started)
+    with held_ticket(ticket_hash) as ticket, runtime().store.write() as tx:
+        canceled = tickets.cancel(tx, ticket.id, by="customer")
+        return jsonify(holder_view(tx, canceled))
 
 
 # -- staff ------------------------------------------------------------------------------
