@@ -138,6 +138,23 @@ def _initial(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="0002_devices")
+def _devices(db: Database) -> None:
+    """Registered devices (kiosks, displays, desks) and their long-lived credentials."""
+    db.executescript(
+        """
+        CREATE TABLE devices (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('kiosk', 'display', 'desk')),
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        );
+        """
+    )
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every pending migration; returns the names applied.
 

@@ -10,6 +10,7 @@ blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 from . import (  # noqa: E402,F401
     auth_routes,
     desks,
+    devices,
     meta,
     queues,
     streams,

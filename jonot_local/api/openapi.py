@@ -18,6 +18,7 @@ import functools
 from typing import Any
 
 from .. import __version__
+from ..domain.devices import KINDS as DEVICE_KINDS
 from ..domain.listing import SORTS as TICKET_SORTS
 from ..domain.model import OUTCOMES, SOURCES, STATES
 from ..domain.queues import PICK_MODES
@@ -216,6 +217,18 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "version": STR, "location_id": STR, "location_name": STR,
             "sync": obj({"state": STR}, ["state"], closed=False),
         }, ["status", "version", "location_id", "location_name", "sync"]),
+        "Device": obj({
+            "id": ID, "kind": {"type": "string", "enum": list(DEVICE_KINDS)}, "name": STR,
+            "created_at": TIME, "revoked_at": nullable(TIME), "active": BOOL,
+        }, ["id", "kind", "name", "created_at", "revoked_at", "active"],
+            description="A registered kiosk, display or desk PC"),
+        "RegisteredDevice": obj({
+            "id": ID, "kind": {"type": "string", "enum": list(DEVICE_KINDS)}, "name": STR,
+            "created_at": TIME, "revoked_at": nullable(TIME), "active": BOOL,
+            "token": {"type": "string", "description": "The device credential, shown only "
+                      "now: send it as the X-Jonot-Device header or jonot_device cookie"},
+        }, ["id", "kind", "name", "created_at", "revoked_at", "active", "token"]),
+        "DeviceList": _list_of("Device"),
         "QueueList": _list_of("Queue"),
         "DeskList": _list_of("Desk"),
         "DisplayList": _list_of("Display"),
@@ -325,6 +338,9 @@ def _request_schemas() -> dict[str, dict[str, Any]]:
             "priority": PRIORITY_IN,
         }, ["version"], description="Only the fields given change; null clears a text, "
                                     "label or extra field"),
+        "DeviceCreate": obj({
+            "kind": {"type": "string", "enum": list(DEVICE_KINDS)}, "name": NAME_IN,
+        }, ["kind", "name"]),
         "Empty": obj({}, description="No fields"),
     }
 
@@ -506,6 +522,20 @@ def _paths() -> dict[str, dict[str, Any]]:
     }
     p[f"{v}/queues/{{queue_id}}/tickets"]["post"]["security"] = [{}, {"bearer": []}]
 
+    p[f"{v}/devices"] = {
+        "get": _op("listDevices", "Registered kiosks, displays and desk PCs", "devices",
+                   "admin", {**_ok("DeviceList", "A page of devices"),
+                             **_resp("ValidationError")}, params=_paging()),
+        "post": _op("registerDevice", "Register a device; the answer holds its credential",
+                    "devices", "admin",
+                    {**_ok("RegisteredDevice", "The new device and its token", "201"),
+                     **body_errs}, body=_body("DeviceCreate")),
+    }
+    p[f"{v}/devices/{{device_id}}/revoke"] = {
+        "parameters": [_path_param("device_id", "Device id")],
+        "post": _op("revokeDevice", "Stop a device's credential working", "devices", "admin",
+                    {**_ok("Device", "The device, revoked"), **_resp("NotFound")}),
+    }
     p[f"{v}/desks"] = {
         "get": _op("listDesks", "Desks with their queues in priority order", "desks", "staff",
                    {**_ok("DeskList", "A page of desks"), **_resp("ValidationError")},
@@ -653,8 +683,8 @@ def _document() -> dict[str, Any]:
                 "it. Look-ups by ticket hash are rate limited per client address."),
             "license": {"name": "MIT", "identifier": "MIT"},
         },
-        "tags": [{"name": n} for n in ("meta", "auth", "queues", "desks", "displays",
-                                       "tickets", "holder", "streams")],
+        "tags": [{"name": n} for n in ("meta", "auth", "devices", "queues", "desks",
+                                       "displays", "tickets", "holder", "streams")],
         "paths": _paths(),
         "components": {
             "schemas": _schemas(),

@@ -1,0 +1,36 @@
+"""Registered devices (admin): register a kiosk, display or desk PC, list, revoke."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify
+
+from ..domain import devices
+from ..runtime import runtime
+from . import blueprint
+from .common import json_body, page_of, require
+
+
+@blueprint.get("/devices")
+@require("admin")
+def list_devices() -> Response:
+    """A page of registered devices, newest first (tokens are never shown again)."""
+    with runtime().store.read() as tx:
+        return jsonify(page_of(devices.list_devices(tx)))
+
+
+@blueprint.post("/devices")
+@require("admin")
+def register_device() -> tuple[Response, int]:
+    """Register ``{"kind": "kiosk"|"display"|"desk", "name"}``; the answer holds its token."""
+    body = json_body(allowed=("kind", "name"))
+    with runtime().store.write() as tx:
+        device, token = devices.register(tx, body.get("kind"), body.get("name"))
+    return jsonify({**device, "token": token}), 201
+
+
+@blueprint.post("/devices/<device_id>/revoke")
+@require("admin")
+def revoke_device(device_id: str) -> Response:
+    """Stop a device's credential working."""
+    with runtime().store.write() as tx:
+        return jsonify(devices.revoke(tx, device_id))

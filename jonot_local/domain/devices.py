@@ -1,0 +1,78 @@
+"""Registered devices: kiosks, displays and desk PCs that carry a long-lived credential.
+
+A device is registered by an admin and gets a token once (only its hash is
+kept). Requests that present a live device token are the office's own
+equipment: kiosks are never limited by the per-client join budget, and
+displays and desks get live-stream slots from a reserve of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from ..db import Tx
+from ..ids import new_token, new_ulid
+from ..timeutil import utcnow_iso
+from .errors import NotFound, ValidationError
+
+KINDS = ("kiosk", "display", "desk")
+MAX_NAME = 80
+
+
+def register(tx: Tx, kind: Any, name: Any) -> tuple[dict[str, Any], str]:
+    """Register a device; returns its public record and its token (shown only now).
+
+    Raises ``ValidationError`` for an unknown kind or an empty/over-long name.
+    """
+    if kind not in KINDS:
+        raise ValidationError.field("kind", f"must be one of {', '.join(KINDS)}")
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_NAME:
+        raise ValidationError.field("name", f"must be 1 to {MAX_NAME} characters")
+    device_id, token = new_ulid(), new_token()
+    tx.execute(
+        "INSERT INTO devices (id, kind, name, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        (device_id, kind, name.strip(), token_hash(token), utcnow_iso()))
+    return get(tx, device_id), token
+
+
+def get(tx: Tx, device_id: str) -> dict[str, Any]:
+    """The public record of a device. Raises ``NotFound``."""
+    row = tx.one("SELECT id, kind, name, created_at, revoked_at FROM devices WHERE id = ?",
+                 (device_id,))
+    if row is None:
+        raise NotFound(f"No device with id {device_id}.")
+    return _public(row)
+
+
+def list_devices(tx: Tx) -> list[dict[str, Any]]:
+    """Every device, newest first, revoked ones included (``active`` says which)."""
+    rows = tx.all("SELECT id, kind, name, created_at, revoked_at FROM devices "
+                  "ORDER BY created_at DESC, id DESC")
+    return [_public(r) for r in rows]
+
+
+def revoke(tx: Tx, device_id: str) -> dict[str, Any]:
+    """Stop a device's credential working (kept for the record). Raises ``NotFound``."""
+    get(tx, device_id)
+    tx.execute("UPDATE devices SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+               (utcnow_iso(), device_id))
+    return get(tx, device_id)
+
+
+def for_token(tx: Tx, token: str) -> dict[str, Any] | None:
+    """The live (not revoked) device this token belongs to, or ``None``."""
+    row = tx.one("SELECT id, kind, name, created_at, revoked_at FROM devices "
+                 "WHERE token_hash = ? AND revoked_at IS NULL", (token_hash(token),))
+    return _public(row) if row else None
+
+
+def token_hash(token: str) -> str:
+    """What is stored of a device token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _public(row: Any) -> dict[str, Any]:
+    data = dict(row)
+    data["active"] = data["revoked_at"] is None
+    return data
