@@ -96,9 +96,10 @@ def ids(client: Any, admin_headers: dict[str, str]) -> dict[str, Any]:
     room1 = post("/api/v1/desks", {"name": "Room 1", "queue_ids": [a["id"]]})
     display = post("/api/v1/displays", {"name": "Lobby"})
     ticket = post(f"/api/v1/queues/{a['id']}/tickets", {})
+    device = post("/api/v1/devices", {"kind": "kiosk", "name": "Lobby kiosk"})
     return {"queue_id": a["id"], "desk_id": room1["id"], "id": ticket["id"],
             "hash": ticket["hash"], "display_id": display["id"], "lab": lab["id"],
-            "version": ticket["version"]}
+            "device_id": device["id"], "version": ticket["version"]}
 
 
 def fill(path: str, values: dict[str, str]) -> str:
@@ -112,6 +113,7 @@ def valid_body(op: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
         "createQueue": {"name": "Pharmacy", "prefix": "P"},
         "createDesk": {"name": "Room 9", "queue_ids": [ids["queue_id"]]},
         "createDisplay": {"name": "Hall"},
+        "registerDevice": {"kind": "display", "name": "Hall TV"},
         "updateTicket": {"version": ids["version"]},
         "ticketCall": {"desk_id": ids["desk_id"]},
         "ticketTransfer": {"queue_id": ids["lab"]},
@@ -222,7 +224,7 @@ def test_missing_required_fields_are_a_422(client, admin_headers, ids, method, p
 
 UNKNOWN = {"queue_id": "01UNKNOWNQUEUE0000000000000", "desk_id": "01UNKNOWNDESK00000000000000",
            "id": "01UNKNOWNTICKET0000000000000", "display_id": "01UNKNOWNDISPLAY00000000000",
-           "hash": "AAAAAAAAAAAAAAAAAAAAAA"}
+           "device_id": "01UNKNOWNDEVICE000000000000", "hash": "AAAAAAAAAAAAAAAAAAAAAA"}
 ID_OPS = [o for o in ALL_OPS if "{" in o[1]]
 
 
