@@ -64,19 +64,23 @@ def connect(path: Path | str, read_only: bool = False) -> sqlite3.Connection:
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     uri = "file:" + urllib.parse.quote(str(path.resolve()))
-    options = dict(timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                   check_same_thread=False, uri=True)
+
+    def open_uri(query: str) -> sqlite3.Connection:
+        return sqlite3.connect(uri + query, timeout=BUSY_TIMEOUT_MS / 1000,
+                               isolation_level=None, check_same_thread=False, uri=True)
+
+    conn = open_uri("?mode=ro")
     try:
-        conn = sqlite3.connect(uri + "?mode=ro", **options)  # type: ignore[call-overload]
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
-        return conn  # type: ignore[no-any-return]
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")  # opening is lazy; reading is not
+        return conn
     except sqlite3.OperationalError:
+        conn.close()
         wal = Path(str(path) + "-wal")
         if wal.exists() and wal.stat().st_size > 0:
             raise
     # No -wal to read: every committed change is in the main file, and nobody can
     # be writing it (a writer would have made the -shm that SQLite could not).
-    return sqlite3.connect(uri + "?immutable=1", **options)  # type: ignore[no-any-return,call-overload]
+    return open_uri("?immutable=1")
 
 
 class Tx:

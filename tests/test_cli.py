@@ -358,6 +358,10 @@ def test_a_second_server_on_the_same_data_dir_is_refused(live_server):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "is running" in proc.stderr
+    # Reading the accounts needs no lock and writes nothing: fine while serving.
+    listed = run("user", "list", "--json", "--data-dir", str(live_server.data_dir))
+    assert listed.exit_code == 0, listed.output
+    assert sorted(u["username"] for u in json.loads(listed.stdout)) == ["admin", "staff"]
     live_server.kill9()  # the kernel drops the lock with the process
     with DataDirLock(live_server.data_dir):
         pass
