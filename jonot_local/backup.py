@@ -16,6 +16,7 @@ which the kernel drops when the process dies, also by ``kill -9``), and
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -28,7 +29,7 @@ from typing import IO
 
 from sqlite_utils import Database
 
-from .db import BUSY_TIMEOUT_MS, DB_FILENAME, connect
+from .db import BUSY_TIMEOUT_MS, DB_FILENAME, connect, make_private_dir
 from .migrations import MIGRATIONS, migrate
 from .services import PeriodicThread
 from .timeutil import utcnow_iso
@@ -66,7 +67,7 @@ class DataDirLock:
 
     def acquire(self) -> None:
         """Take the lock or raise ``ServerRunning`` naming the holder's pid."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         f = open(self.path, "a+")  # noqa: SIM115 - held open while locked
         try:
             _lock_file(f)
@@ -178,6 +179,9 @@ def os_reason(exc: OSError) -> str:
 
 
 def _write_backup(db_path: Path, dest: Path) -> None:
+    existing = next(p for p in (dest.parent, *dest.parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(existing))
     dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     _remove_with_side_files(partial)
@@ -294,7 +298,7 @@ def restore_database(data_dir: Path, source: Path, other_location: bool = False)
     data_dir, source = Path(data_dir), Path(source)
     if not source.is_file():
         raise BackupError(f"no such file: {source}")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     with DataDirLock(data_dir):
         target = database_path(data_dir)
         staged = data_dir / f".restore-{os.getpid()}.sqlite3"

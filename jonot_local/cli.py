@@ -139,7 +139,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, demo: bool,
     """Run the office server (waitress) until interrupted."""
     from .api.errors import available_pages
     from .app import create_app
-    from .backup import BackupService, DataDirLock
+    from .backup import BackupService, DataDirLock, os_reason
     from .server import make_server, run_until_signal
     from .services import Services
 
@@ -155,14 +155,10 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, demo: bool,
     try:
         with cli_errors():
             lock.acquire()  # held until this process ends: restore refuses meanwhile
-    except OSError as exc:
-        raise click.ClickException(f"cannot open the data dir {settings.data_dir}: {exc}") \
-            from None
-    try:
         app = create_app(settings)
     except OSError as exc:
-        raise click.ClickException(f"cannot open the data dir {settings.data_dir}: {exc}") \
-            from None
+        raise click.ClickException(
+            f"cannot open the data dir {settings.data_dir}: {os_reason(exc)}") from None
     demo_login = None
     if demo:
         from .demo import load_demo
@@ -388,12 +384,16 @@ def restore(data_dir: Path | None, file: Path, other_location: bool) -> None:
     The current database is kept as <data-dir>/backups/pre-restore-….sqlite3.
     A backup of another location is refused unless --other-location is given.
     """
-    from .backup import restore_database
+    from .backup import os_reason, restore_database
 
     settings = load_settings(data_dir)
-    with cli_errors():
-        result = restore_database(Path(settings.data_dir), file,
-                                  other_location=other_location)
+    try:
+        with cli_errors():
+            result = restore_database(Path(settings.data_dir), file,
+                                      other_location=other_location)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot restore into {settings.data_dir}: {os_reason(exc)}") from None
     click.echo(f"Restored {file} into {result.database}")
     if result.previous is not None:
         click.echo(f"The replaced database was kept as {result.previous}")

@@ -244,11 +244,16 @@ def open_store(data_dir: Path, pool_size: int = 8, read_only: bool = False) -> S
     return store
 
 
+# What a data dir holds before its database exists (a server's lock, a secret key).
+_OWN_NAMES = frozenset({"server.lock", "secret_key", "backups"})
+
+
 def make_private_dir(folder: Path) -> None:
     """Create ``folder`` with mode 0700, or tighten it if it is ours and open to others.
 
-    A folder is tightened only when it looks like a data dir (empty or holding
-    the database) and is not a shared one (sticky bit, as ``/tmp``).
+    A folder is tightened only when it looks like a data dir (holding the
+    database, or nothing but a data dir's files) and is not a shared one
+    (sticky bit, as ``/tmp``).
     """
     folder = Path(folder)
     if not folder.exists():
@@ -258,7 +263,8 @@ def make_private_dir(folder: Path) -> None:
     if (st.st_mode & 0o077 == 0 or st.st_mode & stat.S_ISVTX
             or getattr(os, "getuid", lambda: -1)() != st.st_uid):
         return
-    if not (folder / DB_FILENAME).exists() and any(folder.iterdir()):
+    if not (folder / DB_FILENAME).exists() and any(
+            p.name not in _OWN_NAMES for p in folder.iterdir()):
         return
     _tighten(folder, 0o700)
 

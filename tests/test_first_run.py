@@ -23,6 +23,7 @@ import requests
 
 from jonot_local.addresses import lan_ipv4_addresses
 from jonot_local.app import create_app
+from jonot_local.backup import DataDirLock
 from jonot_local.db import DB_FILENAME, open_store
 from jonot_local.domain import users
 
@@ -78,6 +79,18 @@ def test_an_existing_data_dir_open_to_others_is_tightened_and_said(tmp_path, uma
     assert _mode(data_dir / "secret_key") == 0o600
     said = " ".join(r.getMessage() for r in caplog.records)
     assert str(data_dir) in said and "readable by other users" in said
+
+
+def test_the_data_dir_is_private_when_serve_makes_it_for_its_lock_first(tmp_path, umask_022):
+    data_dir = tmp_path / "new"
+    with DataDirLock(data_dir):  # what serve does before it opens the database
+        assert _mode(data_dir) == 0o700
+        create_app({"data_dir": data_dir}).extensions["jonot"].store.close()
+    assert _mode(data_dir) == 0o700
+    data_dir.chmod(0o755)  # a data dir an older server made, lock and key but no database
+    (data_dir / DB_FILENAME).unlink()
+    with DataDirLock(data_dir):
+        assert _mode(data_dir) == 0o700
 
 
 def test_a_shared_folder_given_as_data_dir_is_not_tightened(tmp_path, umask_022):
@@ -153,6 +166,7 @@ def test_serve_says_where_its_data_is_where_the_lan_finds_it_and_how_to_begin(tm
         else:
             assert "On the LAN: none" in text
         assert f"jonot-local user add NAME --admin --data-dir {data_dir}" in text
+        assert _mode(data_dir) == 0o700
     finally:
         _stop(proc)
 
