@@ -191,7 +191,8 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, demo: bool,
                    "see jonot-local user list / user passwd)")
     elif not _has_admin(app):
         click.echo("  No admin account yet. Create the first one (in another terminal):")
-        click.echo(f"    jonot-local user add NAME --admin --data-dir {_quoted(settings.data_dir)}")
+        click.echo("    jonot-local user add NAME --admin --data-dir "
+                   f"{_quoted(os.path.abspath(settings.data_dir))}")
     sys.stdout.flush()
     try:
         run_until_signal(server, on_stop=services.stop)
