@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= $(CURDIR)/.data
+# make run HOST=127.0.0.1 PORT=8081; unset, serve uses JONOT_HOST / JONOT_PORT or 0.0.0.0:8080.
+HOST ?=
+PORT ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run cli test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,8 +16,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# exec: the server replaces the recipe's shell, so a signal to make (kill, Ctrl-C)
+# reaches the server itself and stops it, instead of leaving it orphaned.
 run: $(STAMP)
-	$(VENV)/bin/jonot-local serve --demo --data-dir "$(DATA_DIR)"
+	exec $(VENV)/bin/jonot-local serve --demo --data-dir "$(DATA_DIR)" \
+		$(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)")
+
+# The command line on the demo's data: make cli ARGS="user list"
+cli: $(STAMP)
+	JONOT_DATA_DIR="$(DATA_DIR)" $(VENV)/bin/jonot-local $(ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -19,7 +19,7 @@ from .api import errors as api_errors
 from .db import open_store
 from .domain.location import rename_location
 from .events import EventHub
-from .paths import web_dir
+from .paths import web_dir, write_private_text
 from .runtime import Runtime
 from .settings import Settings
 
@@ -63,10 +63,9 @@ def _secret_key(data_dir: Path) -> str:
     if path.exists():
         key = path.read_text().strip()
         if key:
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)  # made readable by others before this version
             return key
     key = secrets.token_hex(32)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(key)
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_private_text(path, key)
     return key

@@ -16,6 +16,7 @@ which the kernel drops when the process dies, also by ``kill -9``), and
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -28,7 +29,7 @@ from typing import IO
 
 from sqlite_utils import Database
 
-from .db import BUSY_TIMEOUT_MS, DB_FILENAME, connect
+from .db import BUSY_TIMEOUT_MS, DB_FILENAME, connect, make_private_dir
 from .migrations import MIGRATIONS, migrate
 from .services import PeriodicThread
 from .timeutil import utcnow_iso
@@ -66,7 +67,7 @@ class DataDirLock:
 
     def acquire(self) -> None:
         """Take the lock or raise ``ServerRunning`` naming the holder's pid."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         f = open(self.path, "a+")  # noqa: SIM115 - held open while locked
         try:
             _lock_file(f)
@@ -164,6 +165,23 @@ def backup_database(db_path: Path, dest: Path) -> Path:
         raise BackupError(f"no database at {db_path}")
     if dest.exists():
         raise BackupError(f"{dest} already exists; choose another file name")
+    try:
+        _write_backup(db_path, dest)
+    except OSError as exc:
+        raise BackupError(f"cannot write the backup {dest}: {os_reason(exc)}") from None
+    return dest
+
+
+def os_reason(exc: OSError) -> str:
+    """An ``OSError`` as one short phrase: what failed, on which path."""
+    reason = exc.strerror or str(exc)
+    return f"{reason} ({exc.filename})" if exc.filename else reason
+
+
+def _write_backup(db_path: Path, dest: Path) -> None:
+    existing = next(p for p in (dest.parent, *dest.parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(existing))
     dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     _remove_with_side_files(partial)
@@ -187,8 +205,8 @@ def backup_database(db_path: Path, dest: Path) -> Path:
     except sqlite3.Error as exc:
         raise BackupError(f"backup failed: {exc}") from None
     finally:
-        _remove_with_side_files(partial)
-    return dest
+        with contextlib.suppress(OSError):
+            _remove_with_side_files(partial)
 
 
 def backups_dir(data_dir: Path) -> Path:
@@ -264,11 +282,14 @@ class RestoreResult:
     restored_at: str
 
 
-def restore_database(data_dir: Path, source: Path) -> RestoreResult:
+def restore_database(data_dir: Path, source: Path, other_location: bool = False) -> RestoreResult:
     """Replace the data dir's database with the backup ``source``.
 
     Refuses (``ServerRunning``) while a server holds the data dir, and
-    (``BackupError``) when ``source`` is not a sound Jonot Local database. The
+    (``BackupError``) when ``source`` is not a sound Jonot Local database, or
+    is a backup of another location (office) than the data dir's while the data
+    dir holds accounts, queues or tickets of its own, unless ``other_location``
+    (a refusal changes nothing). The
     current database and its ``-wal``/``-shm`` are moved aside to
     ``backups/pre-restore-YYYYmmdd-HHMMSS.sqlite3``; then the backup is copied
     in, migrated, and marked with a ``settings`` row ``restored_at`` (so that
@@ -277,7 +298,7 @@ def restore_database(data_dir: Path, source: Path) -> RestoreResult:
     data_dir, source = Path(data_dir), Path(source)
     if not source.is_file():
         raise BackupError(f"no such file: {source}")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     with DataDirLock(data_dir):
         target = database_path(data_dir)
         staged = data_dir / f".restore-{os.getpid()}.sqlite3"
@@ -290,6 +311,8 @@ def restore_database(data_dir: Path, source: Path) -> RestoreResult:
                 raise BackupError(f"cannot restore {source}: {exc.strerror or exc}") from None
             except BackupError as exc:
                 raise BackupError(f"cannot restore {source}: {exc}") from None
+            if target.exists() and not other_location:
+                _refuse_another_location(source, staged, target)
             carried = _read_counters(target) if target.exists() else {}
             previous = _move_aside(target) if target.exists() else None
             try:
@@ -316,6 +339,50 @@ def restore_database(data_dir: Path, source: Path) -> RestoreResult:
         finally:
             conn.close()
     return RestoreResult(target, previous, applied, restored_at)
+
+
+def _read_location(db_path: Path) -> tuple[str, str] | None:
+    """(id, name) of the location recorded in a database file, or None when unreadable."""
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute("SELECT id, name FROM location LIMIT 1").fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def _holds_own_data(db_path: Path) -> bool:
+    """Whether a database has accounts, queues or tickets (not just a fresh install's location).
+
+    Unreadable counts as holding data: better refuse than replace blindly.
+    """
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error:
+        return True
+    try:
+        return any(conn.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone()[0]
+                   for table in ("users", "queues", "tickets"))
+    except sqlite3.Error:
+        return True
+    finally:
+        conn.close()
+
+
+def _refuse_another_location(source: Path, staged: Path, target: Path) -> None:
+    """Raise ``BackupError`` when the backup is of another office than the data dir's own."""
+    theirs, ours = _read_location(staged), _read_location(target)
+    if theirs is None or ours is None or theirs[0] == ours[0] or not _holds_own_data(target):
+        return
+    raise BackupError(
+        f"{source} is a backup of another location, '{theirs[1]}' ({theirs[0]}), while this "
+        f"data dir is '{ours[1]}' ({ours[0]}); nothing was changed (use --other-location "
+        "to replace this location's data with it)")
 
 
 def _read_counters(db_path: Path) -> dict[str, int]:

@@ -1,17 +1,20 @@
 """The ``jonot-local`` command line.
 
-Expected failures (bad arguments, a name taken, a missing file) print one line
-``jonot-local: error: …`` on stderr and exit with status 2, never a traceback.
+Expected failures (bad arguments, a name taken, a missing file, a folder that
+cannot be read or written) print one line ``jonot-local: error: …`` on stderr
+and exit with status 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -39,8 +42,20 @@ class JonotGroup(click.Group):
             click.echo("jonot-local: aborted", err=True)
             sys.exit(EXIT_USAGE)
         except click.ClickException as exc:
-            click.echo(f"jonot-local: error: {_one_line(exc.format_message())}", err=True)
-            sys.exit(EXIT_USAGE)
+            _fail(exc.format_message())
+        # The file system and the database file can refuse any command at any step
+        # (read-only or full disk, a path under a regular file, /proc): one line.
+        except OSError as exc:
+            from .backup import os_reason
+
+            _fail(os_reason(exc))
+        except sqlite3.Error as exc:
+            _fail(f"the database could not be used: {exc}")
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"jonot-local: error: {_one_line(message)}", err=True)
+    sys.exit(EXIT_USAGE)
 
 
 def _one_line(message: str) -> str:
@@ -59,13 +74,14 @@ def data_dir_option(fn: Any) -> Any:
 def cli_errors() -> Iterator[None]:
     """Turn domain and backup errors into one-line ``click.ClickException``s."""
     from .backup import BackupError
+    from .db import NoDatabase
     from .domain.errors import DomainError
 
     try:
         yield
     except DomainError as exc:
         raise click.ClickException(exc.message) from None
-    except BackupError as exc:
+    except (BackupError, NoDatabase) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -105,10 +121,11 @@ def main() -> None:
 
 @main.command()
 @data_dir_option
-@click.option("--host", default="0.0.0.0", show_default=True,  # noqa: S104 - LAN server
-              help="Address to listen on (all interfaces by default, for the LAN).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
-              help="TCP port (0 picks a free one).")
+@click.option("--host", default=None,
+              help="Address to listen on (default: JONOT_HOST, else 0.0.0.0: all interfaces, "
+                   "for the LAN).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="TCP port (default: JONOT_PORT, else 8080; 0 picks a free one).")
 @click.option("--demo", is_flag=True, help="Fill an empty database with demo queues, desks, "
               "a display and a demo admin login.")
 @click.option("--no-zeroconf", is_flag=True, help="Do not announce the server on the LAN.")
@@ -117,28 +134,31 @@ def main() -> None:
 @click.option("--help-settings", is_flag=True, expose_value=False, is_eager=True,
               callback=print_settings,
               help="List every setting with its environment variable and default, and exit.")
-def serve(data_dir: Path | None, host: str, port: int, demo: bool, no_zeroconf: bool,
-          printer: str | None) -> None:
+def serve(data_dir: Path | None, host: str | None, port: int | None, demo: bool,
+          no_zeroconf: bool, printer: str | None) -> None:
     """Run the office server (waitress) until interrupted."""
     from .api.errors import available_pages
     from .app import create_app
-    from .backup import BackupService, DataDirLock
+    from .backup import BackupService, DataDirLock, os_reason
     from .server import make_server, run_until_signal
     from .services import Services
 
-    settings = load_settings(data_dir)
+    settings = load_settings(data_dir, host=host, port=port)
+    host, port = settings.host, settings.port
+    if not 0 <= port <= 65535:
+        raise click.ClickException(f"JONOT_PORT: {port} is not a TCP port (0 to 65535)")
+    # First, so that whoever reads this knows which data the server (and any
+    # other command given the same --data-dir) uses.
+    click.echo(f"Jonot Local {__version__}, data dir {os.path.abspath(settings.data_dir)}")
+    sys.stdout.flush()
     lock = DataDirLock(settings.data_dir)
     try:
         with cli_errors():
             lock.acquire()  # held until this process ends: restore refuses meanwhile
-    except OSError as exc:
-        raise click.ClickException(f"cannot open the data dir {settings.data_dir}: {exc}") \
-            from None
-    try:
         app = create_app(settings)
     except OSError as exc:
-        raise click.ClickException(f"cannot open the data dir {settings.data_dir}: {exc}") \
-            from None
+        raise click.ClickException(
+            f"cannot open the data dir {settings.data_dir}: {os_reason(exc)}") from None
     demo_login = None
     if demo:
         from .demo import load_demo
@@ -155,23 +175,56 @@ def serve(data_dir: Path | None, host: str, port: int, demo: bool, no_zeroconf: 
         services.add(BackupService(settings.data_dir, settings.backup_interval_s,
                                    settings.backup_keep))
     services.start()
-    shown = "localhost" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    every_interface = host in ("0.0.0.0", "::", "")  # noqa: S104
+    shown = "localhost" if every_interface else host
     base = f"http://{shown}:{server.effective_port}"
-    click.echo(f"Jonot Local {__version__} serving {settings.data_dir}")
     # Only pages this server really has; the API is always there.
     for label, path in [*available_pages(app), ("API docs", "/api/v1/openapi.json"),
                         ("API", "/api/v1/health")]:
         click.echo(f"  {label:<8} {base}{path}")
+    if every_interface:
+        _echo_lan_addresses(server.effective_port)
     if demo_login:
         click.echo(f"  Demo login: {demo_login[0]} / {demo_login[1]}")
     elif demo:
         click.echo("  Demo login: none made (an admin account existed already; "
                    "see jonot-local user list / user passwd)")
+    elif not _has_admin(app):
+        click.echo("  No admin account yet. Create the first one (in another terminal):")
+        click.echo("    jonot-local user add NAME --admin --data-dir "
+                   f"{_quoted(os.path.abspath(settings.data_dir))}")
     sys.stdout.flush()
     try:
         run_until_signal(server, on_stop=services.stop)
     finally:
         lock.release()
+
+
+def _echo_lan_addresses(port: int) -> None:
+    """The addresses kiosks, displays and phones on the LAN would use."""
+    from .addresses import lan_ipv4_addresses
+
+    found = lan_ipv4_addresses()
+    if not found:
+        click.echo("  On the LAN: none (this machine has only its loopback address; "
+                   "connect it to the office network)")
+        return
+    click.echo("  On the LAN (for kiosks, displays and phones):")
+    for address in found:
+        click.echo(f"           http://{address}:{port}/")
+
+
+def _has_admin(app: Any) -> bool:
+    from .domain import users
+
+    with app.extensions["jonot"].store.read() as tx:
+        return any(u["role"] == "admin" for u in users.list_users(tx))
+
+
+def _quoted(path: Path | str) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
 
 
 # -- settings --------------------------------------------------------------------------
@@ -190,16 +243,25 @@ def user() -> None:
     """Staff and admin accounts: add, list, change a password."""
 
 
-def _open_store(data_dir: Path | None) -> Any:
-    """The data dir's database (created and migrated if needed), one connection."""
+def _open_store(data_dir: Path | None, read_only: bool = False) -> Any:
+    """The data dir's database, one connection.
+
+    Created and migrated if needed, unless ``read_only``: then a missing database
+    is a one-line error naming the data dir, and nothing is written.
+    """
+    from .backup import os_reason
     from .db import open_store
 
     settings = load_settings(data_dir)
     try:
-        return open_store(Path(settings.data_dir), pool_size=1)
+        with cli_errors():
+            return open_store(Path(settings.data_dir), pool_size=1, read_only=read_only)
     except OSError as exc:
-        raise click.ClickException(f"cannot open the data dir {settings.data_dir}: {exc}") \
-            from None
+        raise click.ClickException(
+            f"cannot open the data dir {settings.data_dir}: {os_reason(exc)}") from None
+    except sqlite3.Error as exc:
+        raise click.ClickException(
+            f"cannot open the database in {settings.data_dir}: {exc}") from None
 
 
 def stdin_is_tty() -> bool:
@@ -232,7 +294,7 @@ def user_add(data_dir: Path | None, name: str, password: str | None, admin: bool
             created = users.create_user(tx, name, password, role="admin" if admin else "staff")
     finally:
         store.close()
-    click.echo(f"Created {created['role']} {created['username']}")
+    click.echo(f"Created {created['role']} {created['username']} in {store.path.parent}")
 
 
 @user.command("list")
@@ -242,7 +304,7 @@ def user_list(data_dir: Path | None, as_json: bool) -> None:
     """List the accounts: name, role, active, created."""
     from .domain import users
 
-    store = _open_store(data_dir)
+    store = _open_store(data_dir, read_only=True)
     try:
         with store.read() as tx:
             accounts = users.list_users(tx)
@@ -251,6 +313,12 @@ def user_list(data_dir: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(accounts, indent=2))
         return
+    where = store.path.parent
+    if not accounts:
+        click.echo(f"No accounts in {where} yet. Create the first admin with:")
+        click.echo(f"  jonot-local user add NAME --admin --data-dir {_quoted(where)}")
+        return
+    click.echo(f"Accounts in {where}:")
     rows = [("USERNAME", "ROLE", "ACTIVE", "CREATED")] + [
         (a["username"], a["role"], "yes" if a["active"] else "no", a["created_at"])
         for a in accounts]
@@ -275,7 +343,7 @@ def user_passwd(data_dir: Path | None, name: str, password: str | None) -> None:
             users.set_password(tx, name, password)
     finally:
         store.close()
-    click.echo(f"Password changed for {name}")
+    click.echo(f"Password changed for {name} in {store.path.parent}")
 
 
 # -- backup and restore ------------------------------------------------------------------
@@ -308,16 +376,25 @@ def backup(data_dir: Path | None, file: Path | None) -> None:
 @main.command()
 @data_dir_option
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-def restore(data_dir: Path | None, file: Path) -> None:
+@click.option("--other-location", is_flag=True,
+              help="Restore a backup of another location (office), replacing this one's "
+                   "location id, accounts and tickets.")
+def restore(data_dir: Path | None, file: Path, other_location: bool) -> None:
     """Replace the database with the backup FILE (the server must be stopped).
 
     The current database is kept as <data-dir>/backups/pre-restore-….sqlite3.
+    A backup of another location is refused unless --other-location is given.
     """
-    from .backup import restore_database
+    from .backup import os_reason, restore_database
 
     settings = load_settings(data_dir)
-    with cli_errors():
-        result = restore_database(Path(settings.data_dir), file)
+    try:
+        with cli_errors():
+            result = restore_database(Path(settings.data_dir), file,
+                                      other_location=other_location)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot restore into {settings.data_dir}: {os_reason(exc)}") from None
     click.echo(f"Restored {file} into {result.database}")
     if result.previous is not None:
         click.echo(f"The replaced database was kept as {result.previous}")

@@ -18,35 +18,69 @@ so that other processes on the same file are serialised too.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import queue
 import sqlite3
+import stat
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+log = logging.getLogger("jonot_local.db")
+
 DB_FILENAME = "jonot.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
+def connect(path: Path | str, read_only: bool = False) -> sqlite3.Connection:
     """Open one connection with the project's pragmas, in autocommit mode.
 
     Transactions are begun explicitly (``BEGIN IMMEDIATE`` for writes).
+    ``read_only``: the file is opened for reading and never written, not even
+    its journal mode; on a read-only folder (where SQLite cannot make the
+    ``-shm`` file) a database without a ``-wal`` is read as immutable.
     """
-    conn = sqlite3.connect(
-        str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-        check_same_thread=False,
-    )
+    if read_only:
+        conn = _connect_read_only(Path(path))
+    else:
+        conn = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            check_same_thread=False,
+        )
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
+    if not read_only:
+        conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA temp_store = MEMORY")
     return conn
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    uri = "file:" + urllib.parse.quote(str(path.resolve()))
+
+    def open_uri(query: str) -> sqlite3.Connection:
+        return sqlite3.connect(uri + query, timeout=BUSY_TIMEOUT_MS / 1000,
+                               isolation_level=None, check_same_thread=False, uri=True)
+
+    conn = open_uri("?mode=ro")
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")  # opening is lazy; reading is not
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        wal = Path(str(path) + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise
+    # No -wal to read: every committed change is in the main file, and nobody can
+    # be writing it (a writer would have made the -shm that SQLite could not).
+    return open_uri("?immutable=1")
 
 
 class Tx:
@@ -78,8 +112,9 @@ class Tx:
 class Store:
     """The database of one installation. Thread-safe; share one per process."""
 
-    def __init__(self, path: Path | str, pool_size: int = 8) -> None:
+    def __init__(self, path: Path | str, pool_size: int = 8, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self.pool_size = max(1, pool_size)
         self._pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._created = 0
@@ -113,7 +148,7 @@ class Store:
             if self._created < self.pool_size:
                 self._created += 1
                 try:
-                    return connect(self.path)
+                    return connect(self.path, read_only=self.read_only)
                 except BaseException:
                     self._created -= 1
                     raise
@@ -166,12 +201,81 @@ class Store:
         return sqlite_utils.Database(conn)
 
 
-def open_store(data_dir: Path, pool_size: int = 8) -> Store:
-    """Create the data directory if needed, open the database and migrate it."""
-    from .migrations import migrate
+class NoDatabase(Exception):
+    """A read-only command found no database in the data dir."""
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(data_dir / DB_FILENAME, pool_size=pool_size)
+
+def open_store(data_dir: Path, pool_size: int = 8, read_only: bool = False) -> Store:
+    """Open the data dir's database, private to its owner.
+
+    Creates the data directory (mode 0700) and the database (0600, its
+    ``-wal``/``-shm`` likewise) if needed, and migrates it. An existing data
+    dir or database readable by others is tightened, with a log line saying so.
+
+    ``read_only``: nothing is created, migrated or changed; raises
+    ``NoDatabase`` when there is no database, or when it needs an upgrade
+    (migrations this database lacks).
+    """
+    from .migrations import MIGRATIONS, migrate
+
+    data_dir = Path(data_dir)
+    path = data_dir / DB_FILENAME
+    if read_only:
+        if not path.is_file():
+            raise NoDatabase(f"no database in {data_dir} (nothing has been set up there)")
+        store = Store(path, pool_size=pool_size, read_only=True)
+        with store.connection() as conn:
+            pending = MIGRATIONS.pending(sqlite_utils.Database(conn))
+        if pending:
+            store.close()
+            raise NoDatabase(f"the database in {data_dir} needs an upgrade: start the "
+                             "server on it once (jonot-local serve)")
+        return store
+    make_private_dir(data_dir)
+    if not path.exists():
+        # Created by us with 0600 before SQLite opens it; SQLite gives its -wal and
+        # -shm the main file's mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    store = Store(path, pool_size=pool_size)
     with store.connection() as conn:
         migrate(conn)
+    for suffix in ("", "-wal", "-shm"):
+        _tighten(Path(str(path) + suffix), 0o600)
     return store
+
+
+# What a data dir holds before its database exists (a server's lock, a secret key).
+_OWN_NAMES = frozenset({"server.lock", "secret_key", "backups"})
+
+
+def make_private_dir(folder: Path) -> None:
+    """Create ``folder`` with mode 0700, or tighten it if it is ours and open to others.
+
+    A folder is tightened only when it looks like a data dir (holding the
+    database, or nothing but a data dir's files) and is not a shared one
+    (sticky bit, as ``/tmp``).
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True)
+        return
+    st = folder.stat()
+    if (st.st_mode & 0o077 == 0 or st.st_mode & stat.S_ISVTX
+            or getattr(os, "getuid", lambda: -1)() != st.st_uid):
+        return
+    if not (folder / DB_FILENAME).exists() and any(
+            p.name not in _OWN_NAMES for p in folder.iterdir()):
+        return
+    _tighten(folder, 0o700)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """chmod ``path`` to ``mode`` if it grants more, logging the change."""
+    try:
+        old = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if os.name != "posix" or old & ~mode == 0:
+        return
+    path.chmod(mode)
+    log.warning("%s was readable by other users (mode %o); now %o", path, old, mode)

@@ -55,6 +55,11 @@ class Settings:
         "Seconds between automatic online backups while serving (0 turns them off)."))
     backup_keep: int = field(default=14, metadata=_meta(
         "Automatic backups kept; older ones are deleted."))
+    # -- where serve listens (--host / --port override these)
+    host: str = field(default="0.0.0.0", metadata=_meta(  # noqa: S104 - a LAN server
+        "Address serve listens on (all interfaces by default, for kiosks and TVs on the LAN)."))
+    port: int = field(default=8080, metadata=_meta(
+        "TCP port serve listens on (0 picks a free one)."))
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None,

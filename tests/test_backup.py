@@ -239,3 +239,60 @@ def test_backup_service_thread_backs_up_on_its_interval(office_dir):
         service.stop()
     assert service.made >= 4
     assert len(automatic_backups(data_dir)) == 2
+
+
+def _location(data_dir: Path) -> tuple[str, str]:
+    return _location_of_file(database_path(data_dir))
+
+
+def test_restore_refuses_another_locations_backup_unless_told(office_dir, tmp_path):
+    data_dir, store, _ = office_dir
+    store.close()
+    other_store, _ = _office(tmp_path / "other", 2)
+    other_store.close()
+    copy = backup_database(database_path(tmp_path / "other"), tmp_path / "other.sqlite3")
+    ours, theirs = _location(data_dir), _location(tmp_path / "other")
+    before = database_path(data_dir).read_bytes()
+
+    with pytest.raises(BackupError) as refused:
+        restore_database(data_dir, copy)
+    message = str(refused.value)
+    assert "\n" not in message and ours[0] in message and theirs[0] in message
+    assert "--other-location" in message and "nothing was changed" in message
+    assert database_path(data_dir).read_bytes() == before
+    assert not backups_dir(data_dir).exists() and not list(data_dir.glob(".restore-*"))
+
+    result = restore_database(data_dir, copy, other_location=True)
+    assert _location(data_dir) == theirs
+    assert result.previous is not None and _location_of_file(result.previous) == ours
+
+
+def _location_of_file(path: Path) -> tuple[str, str]:
+    conn = sqlite3.connect(str(path))
+    try:
+        return tuple(conn.execute("SELECT id, name FROM location").fetchone())
+    finally:
+        conn.close()
+
+
+def test_restore_onto_a_fresh_install_takes_the_backups_location(office_dir, tmp_path):
+    # A replacement PC: its server started once (a location, nothing else), then restore.
+    data_dir, store, _ = office_dir
+    store.close()
+    copy = backup_database(database_path(data_dir), tmp_path / "copy.sqlite3")
+    fresh = tmp_path / "new-pc"
+    open_store(fresh).close()
+    assert _location(fresh) != _location(data_dir)
+    restore_database(fresh, copy)
+    assert _location(fresh) == _location(data_dir)
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_backup_to_an_unwritable_place_is_a_backup_error(office_dir, tmp_path, where):
+    data_dir, _, _ = office_dir
+    (tmp_path / "a-file").write_text("x\n")
+    dest = (tmp_path / "a-file" / "copy.sqlite3") if where == "under-a-file" \
+        else Path("/proc/jonot-copy.sqlite3")
+    reason = "not a folder .*a-file" if where == "under-a-file" else ".*/proc/"
+    with pytest.raises(BackupError, match=f"cannot write the backup .*: {reason}"):
+        backup_database(database_path(data_dir), dest)

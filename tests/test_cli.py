@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,8 +168,9 @@ def test_user_add_list_passwd_round_trip(tmp_path):
         ("boss", "admin", True), ("nurse", "staff", True)]
     assert all("password" not in key for u in listed for key in u)
     table = run("user", "list", "--data-dir", d).stdout.splitlines()
-    assert table[0].split() == ["USERNAME", "ROLE", "ACTIVE", "CREATED"]
-    assert table[2].split()[:3] == ["nurse", "staff", "yes"]
+    assert table[0] == f"Accounts in {d}:"  # which data dir: there may be several
+    assert table[1].split() == ["USERNAME", "ROLE", "ACTIVE", "CREATED"]
+    assert table[3].split()[:3] == ["nurse", "staff", "yes"]
 
     assert _token_status(tmp_path / "data", "nurse", "first-password") == 201
     result = run("user", "passwd", "nurse", "--password", "second-password", "--data-dir", d)
@@ -355,6 +358,10 @@ def test_a_second_server_on_the_same_data_dir_is_refused(live_server):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "is running" in proc.stderr
+    # Reading the accounts needs no lock and writes nothing: fine while serving.
+    listed = run("user", "list", "--json", "--data-dir", str(live_server.data_dir))
+    assert listed.exit_code == 0, listed.output
+    assert sorted(u["username"] for u in json.loads(listed.stdout)) == ["admin", "staff"]
     live_server.kill9()  # the kernel drops the lock with the process
     with DataDirLock(live_server.data_dir):
         pass
@@ -465,7 +472,9 @@ def test_the_systemd_unit_runs_a_command_this_cli_accepts():
     program, *args = service["ExecStart"].split()
     assert program.endswith("/jonot-local") and args[0] == "serve"
     ctx = cli.serve.make_context("serve", args[1:])  # raises on an unknown option
-    assert ctx.params["port"] == 8080 and ctx.params["host"] == "0.0.0.0"
+    settings = Settings.load({"host": ctx.params["host"], "port": ctx.params["port"]},
+                             environ={})
+    assert settings.port == 8080 and settings.host == "0.0.0.0"
 
 
 def test_the_password_prompt_does_not_hold_the_database(tmp_path, monkeypatch):
@@ -484,3 +493,161 @@ def test_the_password_prompt_does_not_hold_the_database(tmp_path, monkeypatch):
     for args in (["user", "add", "nurse2"], ["user", "passwd", "nurse"]):
         result = run(*args, "--data-dir", str(data_dir))
         assert result.exit_code == 0, result.output
+
+
+# -- the file system refuses: one line, status 2, never a traceback ----------------------
+
+def _process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "jonot_local", *args], capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def _one_error_line(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert proc.returncode == 2, proc
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jonot-local: error: "), proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@contextlib.contextmanager
+def _immutable(*paths: Path) -> Iterator[None]:
+    """Make paths read-only even for root (``chattr +i``); skip where that is not allowed."""
+    done: list[Path] = []
+    try:
+        for path in paths:
+            if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+                pytest.skip("chattr +i is not available here")
+            done.append(path)
+        yield
+    finally:
+        for path in done:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def _os_error_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    data = str(_seeded(tmp_path))
+    (tmp_path / "a-file").write_text("not a folder\n")
+    return {
+        "backup under a regular file": (
+            ["backup", str(tmp_path / "a-file" / "copy.sqlite3"), "--data-dir", data],
+            "cannot write the backup"),
+        "backup into /proc": (["backup", "/proc/jonot-copy.sqlite3", "--data-dir", data],
+                              "cannot write the backup"),
+        "user list on /proc/self": (["user", "list", "--data-dir", "/proc/self"],
+                                    "no database in /proc/self"),
+        "user add on /proc/self": (["user", "add", "nurse", "--password", "long-enough",
+                                    "--data-dir", "/proc/self"], "/proc/self"),
+        "user passwd on /proc/self": (["user", "passwd", "nurse", "--password", "long-enough",
+                                       "--data-dir", "/proc/self"], "/proc/self"),
+        "backup on /proc/self": (["backup", "--data-dir", "/proc/self"], "no database"),
+        "restore on /proc/self": (["restore", str(tmp_path / "a-file"),
+                                   "--data-dir", "/proc/self"], "/proc/self"),
+        "serve on /proc/self": (["serve", "--host", "127.0.0.1", "--port", "0", "--no-zeroconf",
+                                 "--data-dir", "/proc/self"], "/proc/self"),
+    }
+
+
+@pytest.mark.parametrize("case", [
+    "backup under a regular file", "backup into /proc", "user list on /proc/self",
+    "user add on /proc/self", "user passwd on /proc/self", "backup on /proc/self",
+    "restore on /proc/self", "serve on /proc/self"])
+def test_file_system_refusals_are_one_line(tmp_path, case):
+    args, needle = _os_error_cases(tmp_path)[case]
+    _one_error_line(_process(*args), needle)
+
+
+def test_backup_when_the_default_backups_dir_cannot_be_made(tmp_path):
+    data_dir = _seeded(tmp_path)
+    (data_dir / "backups").write_text("a file where the folder should be\n")
+    _one_error_line(_process("backup", "--data-dir", str(data_dir)),
+                    "cannot write the backup", str(data_dir / "backups"))
+
+
+def test_commands_on_a_read_only_data_dir(tmp_path):
+    data_dir = _seeded(tmp_path)
+    db = database_path(data_dir)
+    before = db.read_bytes()
+    with _immutable(db, data_dir):
+        # Reading needs no write: user list works, and settings.
+        proc = _process("user", "list", "--data-dir", str(data_dir))
+        assert proc.returncode == 0, proc.stderr
+        assert "nurse" in proc.stdout and proc.stderr == ""
+        assert _process("settings", "--data-dir", str(data_dir)).returncode == 0
+        # Writing cannot: one line each.
+        _one_error_line(_process("user", "add", "other", "--password", "long-enough",
+                                 "--data-dir", str(data_dir)), str(data_dir))
+        _one_error_line(_process("backup", "--data-dir", str(data_dir)),
+                        "cannot write the backup")
+    assert db.read_bytes() == before
+    assert [p.name for p in data_dir.iterdir()] == ["jonot.sqlite3"]  # nothing beside it
+
+
+def test_read_only_commands_never_create_a_database(tmp_path):
+    missing = tmp_path / "never-set-up"
+    for args in (["user", "list"], ["user", "list", "--json"]):
+        result = run(*args, "--data-dir", str(missing))
+        line = _one_line_error(result)
+        assert f"no database in {missing}" in line
+    assert run("settings", "--data-dir", str(missing)).exit_code == 0
+    assert not missing.exists()
+
+
+def test_user_list_never_migrates_or_writes(tmp_path):
+    data_dir = _seeded(tmp_path)
+    db = database_path(data_dir)
+    conn = sqlite3.connect(str(db))
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = '0002_devices'")
+    conn.commit()
+    conn.close()
+    before = db.read_bytes()
+    line = _one_line_error(run("user", "list", "--data-dir", str(data_dir)))
+    assert "needs an upgrade" in line and str(data_dir) in line
+    assert db.read_bytes() == before  # (a reader may leave an empty -wal, as SQLite does)
+    assert not Path(str(db) + "-wal").exists() or Path(str(db) + "-wal").stat().st_size == 0
+
+
+def test_an_empty_office_says_how_to_make_the_first_admin(tmp_path):
+    d = tmp_path / "data"
+    open_store(d).close()
+    result = run("user", "list", "--data-dir", str(d))
+    assert result.exit_code == 0
+    assert f"No accounts in {d} yet" in result.stdout
+    assert f"jonot-local user add NAME --admin --data-dir {d}" in result.stdout
+
+
+# -- restoring another office's backup -----------------------------------------------------
+
+def _location_id(data_dir: Path) -> str:
+    conn = sqlite3.connect(str(database_path(data_dir)))
+    try:
+        return str(conn.execute("SELECT id FROM location").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_restore_of_another_locations_backup_needs_other_location(tmp_path):
+    ours = _seeded(tmp_path)
+    theirs = tmp_path / "theirs"
+    assert run("user", "add", "their-admin", "--password", "long-enough", "--admin",
+               "--data-dir", str(theirs)).exit_code == 0
+    copy = tmp_path / "their-backup.sqlite3"
+    assert run("backup", str(copy), "--data-dir", str(theirs)).exit_code == 0
+    our_id, their_id = _location_id(ours), _location_id(theirs)
+    assert our_id != their_id
+    before = database_path(ours).read_bytes()
+
+    line = _one_line_error(run("restore", str(copy), "--data-dir", str(ours)))
+    assert our_id in line and their_id in line and "--other-location" in line
+    assert database_path(ours).read_bytes() == before  # untouched
+    assert not (ours / "backups").exists()
+    assert [u["username"] for u in json.loads(
+        run("user", "list", "--json", "--data-dir", str(ours)).stdout)] == ["nurse"]
+
+    result = run("restore", str(copy), "--other-location", "--data-dir", str(ours))
+    assert result.exit_code == 0, result.output
+    assert _location_id(ours) == their_id
+    assert [u["username"] for u in json.loads(
+        run("user", "list", "--json", "--data-dir", str(ours)).stdout)] == ["their-admin"]
