@@ -56,7 +56,9 @@ class ServiceEstimator:
         """Recompute the queue's cached service time (``avg_service_s``) and return it.
 
         Reads at most ``4 × window`` of the queue's newest interactions through
-        ``ix_interactions_queue``, whatever the size of the history.
+        ``ix_interactions_queue``, whatever the size of the history. The blend
+        with ``default_s`` is the one of this moment: a new default reaches a
+        queue still warming up at its next completed service.
         """
         rows = tx.all(
             "SELECT started_at, ended_at FROM (SELECT started_at, ended_at, outcome "
