@@ -155,6 +155,42 @@ def _devices(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="0004_live_codes")
+def _live_codes(db: Database) -> None:
+    """No two live tickets show one code, and no two queues share a prefix, in the database.
+
+    Earlier versions let a queue take a prefix that waiting tickets of another
+    queue still showed, so two live tickets could carry the same code. Such
+    pairs, if any, are told apart before the index is built: the ticket issued
+    first keeps its code, each later one gets ``-2``, ``-3`` … appended (a
+    changed code, visible on its ticket page, rather than two people answering
+    one call).
+    """
+    dupes = db.execute(
+        "SELECT id, code FROM tickets WHERE state IN ('WAITING', 'CALLED') AND code IN ("
+        "  SELECT code FROM tickets WHERE state IN ('WAITING', 'CALLED') "
+        "  GROUP BY code HAVING COUNT(*) > 1) "
+        "ORDER BY code, created_at, id").fetchall()
+    taken = {code for (code,) in db.execute(
+        "SELECT code FROM tickets WHERE state IN ('WAITING', 'CALLED')").fetchall()}
+    previous = None
+    now = utcnow_iso()
+    for ticket_id, code in dupes:
+        if code != previous:
+            previous = code
+            continue
+        suffix = 2
+        while f"{code}-{suffix}" in taken:
+            suffix += 1
+        taken.add(f"{code}-{suffix}")
+        db.execute("UPDATE tickets SET code = ?, updated_at = ?, version = version + 1 "
+                   "WHERE id = ?", [f"{code}-{suffix}", now, ticket_id])
+    # One statement at a time: ``executescript`` would commit the migration half-way.
+    db.execute("CREATE UNIQUE INDEX ux_tickets_live_code ON tickets(code) "
+               "WHERE state IN ('WAITING', 'CALLED')")
+    db.execute("CREATE UNIQUE INDEX ux_queues_prefix ON queues(prefix)")
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every pending migration; returns the names applied.
 

@@ -29,8 +29,6 @@ class Settings:
         "replaces the stored name at start."))
     default_service_s: float = field(default=300.0, metadata=_meta(
         "Assumed service time per ticket (seconds) before a queue has real data."))
-    service_smoothing: float = field(default=0.2, metadata=_meta(
-        "Weight of the newest service time in the per-queue moving average (0..1)."))
     token_ttl_s: int = field(default=12 * 3600, metadata=_meta(
         "Lifetime of an API bearer token in seconds."))
     db_pool_size: int = field(default=8, metadata=_meta(
@@ -60,6 +58,19 @@ class Settings:
         "Address serve listens on (all interfaces by default, for kiosks and TVs on the LAN)."))
     port: int = field(default=8080, metadata=_meta(
         "TCP port serve listens on (0 picks a free one)."))
+
+    # -- service-time estimate (domain/status.py ServiceEstimator)
+    service_min_s: float = field(default=20.0, metadata=_meta(
+        "Completed services shorter than this (seconds) are not learnt from: a call "
+        "completed by mistake."))
+    service_max_s: float = field(default=7200.0, metadata=_meta(
+        "Completed services longer than this (seconds) are not learnt from: a ticket "
+        "left open."))
+    service_window: int = field(default=20, metadata=_meta(
+        "Recent counted services of a queue whose median is its service time."))
+    service_warmup: int = field(default=5, metadata=_meta(
+        "Counted services a queue needs before its estimate stops leaning on "
+        "JONOT_DEFAULT_SERVICE_S."))
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None,

@@ -200,7 +200,7 @@ def test_anonymous_join_returns_the_ticket_with_its_link(api, client, office):
     assert (first["position"], second["position"]) == (1, 2)
     assert second["estimated_wait_s"] == 60  # 1 ahead × 120 s ÷ 2 desks
     assert len(first["hash"]) == 22 and first["url"].endswith("/t/" + first["hash"])
-    assert first["labels"] == [{"value": "wheelchair", "color": "#6e7781"}]
+    assert first["labels"] == []  # staff-only unless marked public
     assert first["queue_name"] == office.q1["name"]
     r = client.post(f"/api/v1/queues/{office.q1['id']}/tickets", json={})
     assert r.headers["Location"] == f"/api/v1/tickets/by-hash/{r.json['hash']}"
@@ -216,7 +216,7 @@ def test_staff_join_with_priority_labels_and_extra(api, office):
     assert vip["source"] == "desk" and vip["name"] == "Aino" and vip["phone"] == "+358 40 1"
     assert vip["notes"] == "walks slowly" and vip["extra"] == [
         {"title": "Insurance", "value": "Kela"}]
-    assert vip["labels"] == [{"value": "VIP", "color": "#ff00ff"}]
+    assert vip["labels"] == [{"value": "VIP", "color": "#ff00ff", "public": False}]
     booked = api.join(office.q1["id"], {"source": "appointment"}, who="admin")
     assert booked["source"] == "appointment"
     called = api.post(f"/desks/{office.d1['id']}/call-next")

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from flask import g, request
 
-from ..domain import users
+from ..domain import tickets, users
 from ..domain.model import Desk, Ticket
 from ..runtime import runtime
 from .errors import ApiError
@@ -164,11 +164,18 @@ def page_of(items: Sequence[Any]) -> dict[str, Any]:
 
 
 def ticket_json(ticket: Ticket, *, private: bool = True) -> dict[str, Any]:
-    """A ticket as the API shows it. ``private=False`` leaves out name and phone."""
+    """A ticket as the API shows it.
+
+    ``private=False`` is the holder's view: no name, phone, notes, extra fields
+    or staff ids, and only the labels marked public.
+    """
     data = ticket.as_dict()
     data.pop("order_key", None)
     data.pop("origin_queue_id", None)
+    data["labels"] = [{**label, "public": label.get("public") is True}
+                      for label in data["labels"]]
     if not private:
+        data["labels"] = tickets.public_labels(data["labels"])
         data.pop("name", None)
         data.pop("phone", None)
         data.pop("notes", None)

@@ -142,8 +142,10 @@ def _schemas() -> dict[str, dict[str, Any]]:
     return {
         "Problem": _problem(),
         "FieldError": obj({"field": STR, "message": STR}, ["field", "message"]),
-        "Label": obj({"value": STR, "color": {"type": "string", "pattern": "^#[0-9a-f]{6}$"}},
-                     ["value", "color"]),
+        "Label": obj({"value": STR, "color": {"type": "string", "pattern": "^#[0-9a-f]{6}$"},
+                      "public": {**BOOL, "description": "Shown to the ticket's holder too; "
+                                 "false: staff only"}},
+                     ["value", "color", "public"]),
         "ExtraField": obj({"title": STR, "value": STR}, ["title", "value"]),
         "NowServing": obj({
             "code": STR, "desk_id": nullable(ID), "desk_name": nullable(STR),
@@ -180,7 +182,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "estimated_wait_s": {"type": "integer", "minimum": 0,
                                  "description": "For someone joining now"},
             "service_time_s": {"type": "number", "minimum": 0,
-                               "description": "Smoothed recent service time"},
+                               "description": "Learnt from recent services (median)"},
         }, ["id", "name", "prefix", "colour", "open", "sort_order", "waiting", "now_serving",
             "estimated_wait_s", "service_time_s"], description="A queue's public summary"),
         "Desk": obj({
@@ -271,9 +273,11 @@ LABEL_IN = {
             "value": {"type": "string", "minLength": 1, "maxLength": 32},
             "color": nullable({"type": "string",
                                "pattern": "^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"}),
+            "public": nullable(BOOL),
         }, "required": ["value"]},
     ],
-    "description": "A tag: a string, or {value, color}; the colour defaults to grey",
+    "description": "A tag: a string, or {value, color, public}; the colour defaults to grey; "
+                   "labels are staff-only unless public is true",
 }
 EXTRA_IN = {"type": "object", "properties": {
     "title": {"type": "string", "minLength": 1, "maxLength": 60},

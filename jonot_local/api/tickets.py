@@ -254,7 +254,7 @@ def _staff_action(ticket_id: str, action: str) -> Response:
             ticket = tickets.recall(tx, ticket_id, user_id=user_id, version=version)
         elif action == "complete":
             ticket = tickets.complete(tx, ticket_id, user_id=user_id, version=version,
-                                      smoothing=settings.service_smoothing)
+                                      service=status.ServiceEstimator.from_settings(settings))
         elif action == "skip":
             ticket = tickets.skip(tx, ticket_id, user_id=user_id, version=version)
         elif action == "cancel":

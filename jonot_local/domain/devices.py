@@ -15,6 +15,7 @@ from ..db import Tx
 from ..ids import new_token, new_ulid
 from ..timeutil import utcnow_iso
 from .errors import NotFound, ValidationError
+from .text import clean_name
 
 KINDS = ("kiosk", "display", "desk")
 MAX_NAME = 80
@@ -27,12 +28,11 @@ def register(tx: Tx, kind: Any, name: Any) -> tuple[dict[str, Any], str]:
     """
     if kind not in KINDS:
         raise ValidationError.field("kind", f"must be one of {', '.join(KINDS)}")
-    if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_NAME:
-        raise ValidationError.field("name", f"must be 1 to {MAX_NAME} characters")
+    name = clean_name("name", name, MAX_NAME)
     device_id, token = new_ulid(), new_token()
     tx.execute(
         "INSERT INTO devices (id, kind, name, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-        (device_id, kind, name.strip(), token_hash(token), utcnow_iso()))
+        (device_id, kind, name, token_hash(token), utcnow_iso()))
     return get(tx, device_id), token
 
 

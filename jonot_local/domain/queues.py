@@ -11,10 +11,12 @@ from ..ids import new_ulid
 from ..timeutil import utcnow_iso
 from .errors import Conflict, NotFound, ValidationError
 from .model import Desk, Queue
+from .text import clean_name
 
 PREFIX_RE = re.compile(r"^[A-Z]{1,3}$")
 COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 PICK_MODES = ("queue_order", "oldest")
+MAX_NAME = 80
 
 
 # -- queues ------------------------------------------------------------------------
@@ -179,12 +181,7 @@ def list_displays(tx: Tx) -> list[dict[str, Any]]:
 # -- validation ------------------------------------------------------------------------
 
 def _name(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError.field("name", "is required")
-    value = value.strip()
-    if len(value) > 80:
-        raise ValidationError.field("name", "must be at most 80 characters")
-    return value
+    return clean_name("name", value, MAX_NAME)
 
 
 def _prefix(value: Any) -> str:
@@ -194,9 +191,33 @@ def _prefix(value: Any) -> str:
 
 
 def _prefix_free(tx: Tx, prefix: str, queue_id: str | None) -> None:
-    row = tx.one("SELECT id FROM queues WHERE prefix = ? AND id IS NOT ?", (prefix, queue_id))
+    """Refuse a prefix whose codes could repeat one that people still hold.
+
+    No two live tickets (waiting or called) may show the same code: the prefix
+    must not be another queue's, nor still be on live tickets that another
+    queue issued (a queue that changed its prefix, or tickets transferred away
+    keep their codes). A queue's own earlier tickets never clash: its numbers
+    only grow. ``ux_tickets_live_code`` backs this in the database.
+    """
+    row = tx.one("SELECT name FROM queues WHERE prefix = ? AND id IS NOT ?", (prefix, queue_id))
     if row:
-        raise Conflict(f"Prefix {prefix} is already used by another queue.", field="prefix")
+        raise Conflict(f"Prefix {prefix} is already used by the queue {row['name']}; "
+                       "pick another prefix.", field="prefix")
+    # Codes are the prefix's letters then digits: this range is exactly prefix + digits.
+    held = tx.all(
+        "SELECT t.origin_queue_id, q.name, COUNT(*) AS n FROM tickets t "
+        "LEFT JOIN queues q ON q.id = t.origin_queue_id "
+        "WHERE t.state IN ('WAITING', 'CALLED') AND t.code >= ? AND t.code < ? "
+        "AND t.origin_queue_id IS NOT ? GROUP BY t.origin_queue_id ORDER BY q.name",
+        (prefix + "0", prefix + ":", queue_id))
+    if held:
+        count = sum(r["n"] for r in held)
+        names = " and ".join(r["name"] or "a removed queue" for r in held)
+        tickets = "ticket" if count == 1 else "tickets"
+        raise Conflict(
+            f"Prefix {prefix} is still on {count} waiting or called {tickets} of {names}; "
+            "pick another prefix or wait until they are served.",
+            field="prefix", live_tickets=count)
 
 
 def _colour(value: Any) -> str:

@@ -3,10 +3,73 @@
 from __future__ import annotations
 
 import math
+import statistics
+from dataclasses import dataclass
 from typing import Any
 
 from ..db import Tx
+from ..timeutil import parse_iso
 from .model import CALLED, WAITING, Queue, Ticket
+
+
+@dataclass(frozen=True)
+class ServiceEstimator:
+    """How long one service in a queue takes, learnt from its recent completed services.
+
+    A service counts only if it lasted between ``min_s`` and ``max_s``: a call
+    completed a few seconds after it was made was a slip, one left open for
+    hours was forgotten. The estimate is the median of the last ``window``
+    counted services, so one odd service does not move it. Until a queue has
+    ``warmup`` counted services the median is blended with ``default_s``
+    (with n of them, the data weighs n / ``warmup``).
+    """
+
+    default_s: float = 300.0
+    min_s: float = 20.0
+    max_s: float = 2 * 3600.0
+    window: int = 20
+    warmup: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ServiceEstimator:
+        """The estimator the office's settings describe."""
+        return cls(default_s=settings.default_service_s, min_s=settings.service_min_s,
+                   max_s=settings.service_max_s, window=settings.service_window,
+                   warmup=settings.service_warmup)
+
+    def counts(self, seconds: float) -> bool:
+        """Whether a service of this length is believable enough to learn from."""
+        return self.min_s <= seconds <= self.max_s
+
+    def estimate(self, samples: list[float]) -> float | None:
+        """The service time from recent service lengths (newest first); ``None``: no data."""
+        counted = [s for s in samples if self.counts(s)][:max(1, self.window)]
+        if not counted:
+            return None
+        median = statistics.median(counted)
+        if len(counted) >= self.warmup:
+            return float(median)
+        weight = len(counted) / self.warmup
+        return weight * median + (1 - weight) * self.default_s
+
+    def learn(self, tx: Tx, queue_id: str) -> float | None:
+        """Recompute the queue's cached service time (``avg_service_s``) and return it.
+
+        Reads at most ``4 × window`` of the queue's newest interactions through
+        ``ix_interactions_queue``, whatever the size of the history. The blend
+        with ``default_s`` is the one of this moment: a new default reaches a
+        queue still warming up at its next completed service.
+        """
+        rows = tx.all(
+            "SELECT started_at, ended_at FROM (SELECT started_at, ended_at, outcome "
+            "FROM interactions WHERE queue_id = ? ORDER BY id DESC LIMIT ?) "
+            "WHERE outcome = 'completed' AND ended_at IS NOT NULL",
+            (queue_id, 4 * max(1, self.window)))
+        samples = [(parse_iso(r["ended_at"]) - parse_iso(r["started_at"])).total_seconds()
+                   for r in rows]
+        value = self.estimate(samples)
+        tx.execute("UPDATE queues SET avg_service_s = ? WHERE id = ?", (value, queue_id))
+        return value
 
 
 def position(tx: Tx, ticket: Ticket) -> int | None:
@@ -38,7 +101,7 @@ def desks_serving(tx: Tx, queue_id: str) -> int:
 
 
 def service_time_s(queue: Queue, default_s: float) -> float:
-    """The queue's smoothed recent service time, or the configured default before data."""
+    """The queue's learnt service time (``ServiceEstimator``), or the default before data."""
     return queue.avg_service_s if queue.avg_service_s else default_s
 
 

@@ -33,13 +33,18 @@ from .model import (
     Ticket,
     format_code,
 )
+from .status import ServiceEstimator
+from .text import clean_line, clean_notes
 
 MAX_NAME = 120
 MAX_PHONE = 40
 MAX_NOTES = 2000
 MAX_LABELS = 10
+MAX_LABEL = 32
 MAX_EXTRA = 20
-MAX_SERVICE_SAMPLE_S = 2 * 3600
+MAX_EXTRA_TITLE = 60
+MAX_EXTRA_VALUE = 500
+DEFAULT_ESTIMATOR = ServiceEstimator()
 
 # Allowed moves of the state machine, by action: (from states, to state).
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -218,8 +223,9 @@ def recall(tx: Tx, ticket_id: str, *, user_id: str | None = None,
 # -- ending a call ---------------------------------------------------------------
 
 def complete(tx: Tx, ticket_id: str, *, user_id: str | None = None,
-             version: int | None = None, smoothing: float = 0.2) -> Ticket:
-    """Mark service done (terminal). Feeds the queue's service-time average."""
+             version: int | None = None,
+             service: ServiceEstimator = DEFAULT_ESTIMATOR) -> Ticket:
+    """Mark service done (terminal). Feeds the queue's service-time estimate."""
     ticket = _load_for(tx, ticket_id, "complete", version)
     now = utcnow_iso()
     started = _end_interaction(tx, ticket, "completed", now)
@@ -229,7 +235,7 @@ def complete(tx: Tx, ticket_id: str, *, user_id: str | None = None,
         (now, now, ticket.id),
     )
     if started is not None:
-        _learn_service_time(tx, ticket.queue_id, started, now, smoothing)
+        _learn_service_time(tx, ticket.queue_id, started, now, service)
     done = get(tx, ticket.id)
     _emit(tx, done, "completed")
     return done
@@ -409,8 +415,14 @@ def parse_priority(value: Any) -> bool:
     raise ValidationError.field("priority", "must be 'priority' or 'normal'")
 
 
-def validate_labels(labels: Any) -> list[dict[str, str]]:
-    """Labels as ``[{"value": "VIP", "color": "#ff00ff"}]``; colour defaults to grey."""
+def validate_labels(labels: Any) -> list[dict[str, Any]]:
+    """Labels as ``[{"value": "VIP", "color": "#ff00ff", "public": false}]``.
+
+    A label may be given as a plain string. The colour defaults to grey;
+    ``public`` (default false) says whether the ticket's holder may see it:
+    labels are staff-only unless marked public. Values are cleaned like every
+    short text (``text.clean_line``).
+    """
     if not isinstance(labels, list) or len(labels) > MAX_LABELS:
         raise ValidationError.field("labels", f"must be a list of at most {MAX_LABELS} labels")
     out = []
@@ -419,18 +431,35 @@ def validate_labels(labels: Any) -> list[dict[str, str]]:
             label = {"value": label}
         if not isinstance(label, dict):
             raise ValidationError.field(f"labels[{i}]", "must be an object with value and color")
-        value = label.get("value")
-        if not isinstance(value, str) or not value.strip() or len(value) > 32:
+        raw = label.get("value")
+        if not isinstance(raw, str):
+            raise ValidationError.field(f"labels[{i}].value", "must be 1 to 32 characters")
+        value = clean_line(f"labels[{i}].value", raw, MAX_LABEL)
+        if value is None:
             raise ValidationError.field(f"labels[{i}].value", "must be 1 to 32 characters")
         color = label.get("color") or "#6e7781"
         if not _is_colour(color):
             raise ValidationError.field(f"labels[{i}].color", "must be a colour like #ff00ff")
-        out.append({"value": value.strip(), "color": _norm_colour(color)})
+        public = label.get("public", False)
+        if public is None:
+            public = False
+        if not isinstance(public, bool):
+            raise ValidationError.field(f"labels[{i}].public", "must be true or false")
+        out.append({"value": value, "color": _norm_colour(color), "public": public})
     return out
 
 
+def public_labels(labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The labels a ticket's holder may see: those marked public."""
+    return [label for label in labels if label.get("public") is True]
+
+
 def validate_extra(extra: Any) -> list[dict[str, str]]:
-    """Free-form fields as ``[{"title": "Reason", "value": "blood test"}]``."""
+    """Free-form fields as ``[{"title": "Reason", "value": "blood test"}]``.
+
+    Titles (1-60 characters) and values (up to 500) are cleaned like every
+    short text (``text.clean_line``).
+    """
     if not isinstance(extra, list) or len(extra) > MAX_EXTRA:
         raise ValidationError.field("extra", f"must be a list of at most {MAX_EXTRA} fields")
     out = []
@@ -438,26 +467,29 @@ def validate_extra(extra: Any) -> list[dict[str, str]]:
         if not isinstance(item, dict):
             raise ValidationError.field(f"extra[{i}]", "must be an object with title and value")
         title, value = item.get("title"), item.get("value", "")
-        if not isinstance(title, str) or not title.strip() or len(title) > 60:
+        if not isinstance(title, str):
             raise ValidationError.field(f"extra[{i}].title", "must be 1 to 60 characters")
-        if not isinstance(value, str) or len(value) > 500:
+        title = clean_line(f"extra[{i}].title", title, MAX_EXTRA_TITLE)
+        if title is None:
+            raise ValidationError.field(f"extra[{i}].title", "must be 1 to 60 characters")
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
             raise ValidationError.field(f"extra[{i}].value",
                                         "must be text of at most 500 characters")
-        out.append({"title": title.strip(), "value": value})
+        value = clean_line(f"extra[{i}].value", value, MAX_EXTRA_VALUE) or ""
+        out.append({"title": title, "value": value})
     return out
 
 
 def _clean_text(field: str, value: Any, limit: int) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValidationError.field(field, "must be text")
-    value = value.strip()
-    if len(value) > limit:
-        raise ValidationError.field(field, f"must be at most {limit} characters")
-    if any(ord(c) < 32 and c not in "\n\t" for c in value):
-        raise ValidationError.field(field, "must not contain control characters")
-    return value or None
+    """A ticket's text field, cleaned by ``text``: notes keep their lines, the rest is one line."""
+    if field in _MULTILINE_FIELDS:
+        return clean_notes(field, value, limit)
+    return clean_line(field, value, limit)
+
+
+_MULTILINE_FIELDS = frozenset({"notes"})
 
 
 def _is_colour(value: Any) -> bool:
@@ -538,15 +570,14 @@ def _forget_now_serving(tx: Tx, ticket: Ticket) -> None:
 
 
 def _learn_service_time(tx: Tx, queue_id: str, started: str, ended: str,
-                        smoothing: float) -> None:
+                        service: ServiceEstimator) -> None:
+    """After a completed service: refresh the queue's cached service time.
+
+    A service too short or too long to be believable changes nothing.
+    """
     seconds = (parse_iso(ended) - parse_iso(started)).total_seconds()
-    if not 0 < seconds <= MAX_SERVICE_SAMPLE_S:
-        return
-    tx.execute(
-        "UPDATE queues SET avg_service_s = CASE WHEN avg_service_s IS NULL THEN ? "
-        "ELSE avg_service_s * (1 - ?) + ? * ? END WHERE id = ?",
-        (seconds, smoothing, smoothing, seconds, queue_id),
-    )
+    if service.counts(seconds):
+        service.learn(tx, queue_id)
 
 
 # Tickets that hold a place in their queue's order: waiting ones, and called ones,

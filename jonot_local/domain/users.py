@@ -13,10 +13,12 @@ from ..db import Tx
 from ..ids import new_token, new_ulid
 from ..timeutil import to_iso, utcnow, utcnow_iso
 from .errors import AuthError, Conflict, NotFound, ValidationError
+from .text import clean_line
 
 ROLES = ("staff", "admin")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 MIN_PASSWORD = 8
+MAX_DISPLAY_NAME = 80
 # Checked against when the username is unknown, so both paths cost the same.
 _DUMMY_HASH = generate_password_hash("not-a-real-password-0000")
 
@@ -25,6 +27,7 @@ def create_user(tx: Tx, username: Any, password: Any, *, role: str = "staff",
                 display_name: str = "") -> dict[str, Any]:
     """Add an account. Raises ``ValidationError`` or ``Conflict`` (name taken)."""
     username = _username(username)
+    display_name = clean_line("display_name", display_name, MAX_DISPLAY_NAME) or ""
     _password(password)
     if role not in ROLES:
         raise ValidationError.field("role", "must be staff or admin")
