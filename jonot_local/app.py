@@ -22,6 +22,7 @@ from .events import EventHub
 from .paths import web_dir, write_private_text
 from .runtime import Runtime
 from .settings import Settings
+from .signin import SignInGuard
 
 
 def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
@@ -29,6 +30,7 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
     settings = config if isinstance(config, Settings) else Settings.load(config)
     data_dir = Path(settings.data_dir)
     store = open_store(data_dir, pool_size=settings.db_pool_size)
+    store.password_hash_method = settings.password_hash_method
     if settings.location_name.strip():
         with store.write() as tx:
             rename_location(tx, settings.location_name.strip())
@@ -44,7 +46,8 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
     app.config["JSON_SORT_KEYS"] = False
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
     app.config["JONOT_VERSION"] = __version__
-    app.extensions["jonot"] = Runtime(settings=settings, store=store, hub=hub)
+    app.extensions["jonot"] = Runtime(settings=settings, store=store, hub=hub,
+                                      signin=SignInGuard(store, settings))
     if settings.trusted_proxies > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
                                 x_proto=settings.trusted_proxies,

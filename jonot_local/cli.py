@@ -288,10 +288,12 @@ def user_add(data_dir: Path | None, name: str, password: str | None, admin: bool
     from .domain import users
 
     password = _password(password)  # asked before the write transaction begins
+    with cli_errors():  # and hashed before it, too: hashing is slow on purpose
+        hashed = users.hash_password(password, load_settings(data_dir).password_hash_method)
     store = _open_store(data_dir)
     try:
         with cli_errors(), store.write() as tx:
-            created = users.create_user(tx, name, password, role="admin" if admin else "staff")
+            created = users.create_user(tx, name, hashed, role="admin" if admin else "staff")
     finally:
         store.close()
     click.echo(f"Created {created['role']} {created['username']} in {store.path.parent}")
@@ -337,10 +339,12 @@ def user_passwd(data_dir: Path | None, name: str, password: str | None) -> None:
     from .domain import users
 
     password = _password(password)  # asked before the write transaction begins
+    with cli_errors():  # and hashed before it, too: hashing is slow on purpose
+        hashed = users.hash_password(password, load_settings(data_dir).password_hash_method)
     store = _open_store(data_dir)
     try:
         with cli_errors(), store.write() as tx:
-            users.set_password(tx, name, password)
+            users.set_password(tx, name, hashed)
     finally:
         store.close()
     click.echo(f"Password changed for {name} in {store.path.parent}")

@@ -86,8 +86,9 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
 class Tx:
     """A write transaction in progress: the connection plus what to do after commit."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, store: Store | None = None) -> None:
         self.conn = conn
+        self.store = store  # the store it runs on, for its per-installation options
         self._after_commit: list[Callable[[], None]] = []
         self.events: list[dict[str, Any]] = []
 
@@ -121,6 +122,8 @@ class Store:
         self._create_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._closed = False
+        # How new passwords are hashed (a werkzeug method; None: the strong default).
+        self.password_hash_method: str | None = None
         # Called after every commit that emitted events, in the committing thread.
         self.listeners: list[Callable[[list[dict[str, Any]]], None]] = []
 
@@ -171,7 +174,7 @@ class Store:
         with self.connection() as conn:
             conn.execute("BEGIN")
             try:
-                yield Tx(conn)
+                yield Tx(conn, self)
             finally:
                 conn.rollback()
 
@@ -183,7 +186,7 @@ class Store:
         """
         with self._write_lock, self.connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            tx = Tx(conn)
+            tx = Tx(conn, self)
             try:
                 yield tx
             except BaseException:

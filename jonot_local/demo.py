@@ -46,13 +46,19 @@ def load_demo(store: Store) -> tuple[str, str] | None:
     is the saved login if it still opens the ``admin`` account, else ``None``.
     """
     login_file = store.path.parent / LOGIN_FILENAME
+    password = secrets.token_urlsafe(12)
+    with store.read() as tx:
+        empty = not queues.list_queues(tx)
+    # Hashed before the write transaction (slow on purpose), only when it may be needed.
+    hashed = users.hash_password(password, store.password_hash_method or
+                                 users.DEFAULT_HASH_METHOD) if empty else None
     with store.write() as tx:
-        if not queues.list_queues(tx):
-            _fill(tx, login_file)
+        if hashed is not None and not queues.list_queues(tx):
+            _fill(tx, login_file, password, hashed)
     return _saved_login(store, login_file)
 
 
-def _fill(tx: Tx, login_file: Path) -> None:
+def _fill(tx: Tx, login_file: Path, password: str, hashed: users.PasswordHash) -> None:
     by_prefix = {}
     for order, (name, prefix, colour) in enumerate(DEMO_QUEUES, start=1):
         q = queues.create_queue(tx, name=name, prefix=prefix, colour=colour, sort_order=order)
@@ -62,8 +68,7 @@ def _fill(tx: Tx, login_file: Path) -> None:
     queues.create_display(tx, name=DEMO_DISPLAY, queue_ids=[])
     rename_location(tx, DEMO_LOCATION)
     if tx.one("SELECT 1 FROM users WHERE username = ?", (DEMO_ADMIN,)) is None:
-        password = secrets.token_urlsafe(12)
-        users.create_user(tx, DEMO_ADMIN, password, role="admin",
+        users.create_user(tx, DEMO_ADMIN, hashed, role="admin",
                           display_name="Demo administrator")
         # Written before the commit: if this fails, the transaction rolls back.
         _write_private(login_file, f"username={DEMO_ADMIN}\npassword={password}\n")

@@ -9,6 +9,7 @@ from flask import current_app
 from .db import Store
 from .events import EventHub
 from .settings import Settings
+from .signin import SignInGuard
 
 
 @dataclass
@@ -16,6 +17,7 @@ class Runtime:
     settings: Settings
     store: Store
     hub: EventHub
+    signin: SignInGuard | None = None  # made by create_app
 
 
 def runtime() -> Runtime:

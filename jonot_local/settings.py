@@ -72,6 +72,27 @@ class Settings:
         "Counted services a queue needs before its estimate stops leaning on "
         "JONOT_DEFAULT_SERVICE_S."))
 
+    # -- signing in: password hashing and the budgets against guessing --
+    password_hash_method: str = field(default="scrypt", metadata=_meta(
+        "How new passwords are hashed (werkzeug: scrypt[:n:r:p] or pbkdf2[:hash[:iterations]]); "
+        "stored hashes of any method keep working."))
+    signin_free_failures: int = field(default=5, metadata=_meta(
+        "Wrong passwords for one account from one address before sign-in waits begin "
+        "(1 s, then doubling)."))
+    signin_address_free_failures: int = field(default=20, metadata=_meta(
+        "Wrong passwords from one address, all accounts together, before its waits begin."))
+    signin_account_free_failures: int = field(default=50, metadata=_meta(
+        "Wrong passwords for one account from all addresses together before waits begin "
+        "(not for addresses that signed in to it before, nor registered desks)."))
+    signin_max_delay_s: int = field(default=60, metadata=_meta(
+        "Longest wait after repeated wrong passwords (seconds)."))
+    signin_forget_s: float = field(default=30.0, metadata=_meta(
+        "One counted wrong password is forgotten every this many seconds."))
+    signin_hash_slots: int = field(default=2, metadata=_meta(
+        "Password checks run at once (a scrypt check takes a core and about 32 MB)."))
+    signin_queue: int = field(default=16, metadata=_meta(
+        "Sign-ins that may wait for a password check; more are refused at once (429)."))
+
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None,
              environ: dict[str, str] | None = None) -> Settings:

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from jonot_local.app import create_app
 from jonot_local.domain import queues, users
 
-from .support import ADMIN, STAFF, LiveServer, seed_accounts
+from .support import ADMIN, CHEAP_HASH, STAFF, LiveServer, seed_accounts
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +27,8 @@ def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
-    application = create_app({"data_dir": tmp_path / "data", "hash_lookup_floor_ms": 0})
+    application = create_app({"data_dir": tmp_path / "data", "hash_lookup_floor_ms": 0,
+                              "password_hash_method": CHEAP_HASH})
     rt = application.extensions["jonot"]
     with rt.store.write() as tx:
         users.create_user(tx, ADMIN[0], ADMIN[1], role="admin")

@@ -18,6 +18,7 @@ from jonot_local.domain import users
 
 ADMIN = ("admin", "admin-password")
 STAFF = ("staff", "staff-password")
+CHEAP_HASH = "pbkdf2:sha256:1000"  # password hashing for tests: fast, not strong
 
 
 def wait_for_health(url: str, deadline: float) -> None:
@@ -54,7 +55,8 @@ def staff_world(data_dir: Path, **overrides: Any) -> Any:
     from jonot_local.settings import Settings
 
     settings = Settings.load({"data_dir": data_dir, "hash_lookup_floor_ms": 0,
-                              "hash_lookup_per_min": 100_000, **overrides}, environ={})
+                              "hash_lookup_per_min": 100_000, "password_hash_method": CHEAP_HASH,
+                              **overrides}, environ={})
     app = create_app(settings)
     store = app.extensions["jonot"].store
     with store.write() as tx:
@@ -121,7 +123,7 @@ class LiveServer:
 
 def seed_accounts(data_dir: Path) -> None:
     """Create the admin and staff accounts of the tests in a data dir."""
-    app = create_app({"data_dir": data_dir})
+    app = create_app({"data_dir": data_dir, "password_hash_method": CHEAP_HASH})
     store = app.extensions["jonot"].store
     with store.write() as tx:
         users.create_user(tx, ADMIN[0], ADMIN[1], role="admin")

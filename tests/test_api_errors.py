@@ -285,7 +285,7 @@ CRASHES = [
     ("jonot_local.domain.tickets.call_next", "POST", "/api/v1/desks/{desk_id}/call-next", None),
     ("jonot_local.domain.tickets.find_by_hash", "GET", "/api/v1/tickets/by-hash/{hash}", None),
     ("jonot_local.domain.listing.list_tickets", "GET", "/api/v1/tickets", None),
-    ("jonot_local.domain.users.authenticate", "POST", "/api/v1/auth/token",
+    ("jonot_local.domain.users.open_session", "POST", "/api/v1/auth/token",
      {"username": "admin", "password": "admin-password"}),
 ]
 

@@ -4,22 +4,33 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
-from ..domain import users
 from ..runtime import runtime
+from ..signin import SignInThrottled
 from . import blueprint
+from .clients import client_address, current_device
 from .common import current_user, json_body, require
+from .errors import ApiError
 
 
 @blueprint.post("/auth/token")
 def issue_token() -> tuple[Response, int]:
-    """Trade ``{"username", "password"}`` for a bearer token (401 when wrong)."""
+    """Trade ``{"username", "password"}`` for a bearer token.
+
+    401 when wrong; 429 ``rate_limited`` with ``Retry-After`` after repeated
+    wrong passwords, or while too many sign-ins wait for a password check.
+    """
     body = json_body(allowed=("username", "password"))
-    settings = runtime().settings
-    with runtime().store.write() as tx:
-        user = users.authenticate(tx, body.get("username"), body.get("password"))
-        token, expires = users.issue_token(tx, user["id"], settings.token_ttl_s)
-    return jsonify({"token": token, "token_type": "Bearer", "expires_at": expires,
-                    "user": user}), 201
+    guard = runtime().signin
+    assert guard is not None, "create_app wires the sign-in guard"
+    device = current_device()
+    try:
+        done = guard.sign_in(body.get("username"), body.get("password"), client_address(),
+                             registered_desk=bool(device and device["kind"] == "desk"))
+    except SignInThrottled as exc:
+        raise ApiError(429, "rate_limited", exc.message,
+                       headers={"Retry-After": str(exc.retry_after)}) from None
+    return jsonify({"token": done.token, "token_type": "Bearer", "expires_at": done.expires_at,
+                    "user": done.user}), 201
 
 
 @blueprint.get("/auth/me")

@@ -1,9 +1,17 @@
-"""Staff accounts and API tokens. Passwords and tokens are stored only as hashes."""
+"""Staff accounts and API tokens. Passwords and tokens are stored only as hashes.
+
+A password hash is slow to make and to check on purpose (scrypt: a core and
+about 32 MB for a fifth of a second), so neither happens inside a write
+transaction on a server: ``hash_password`` runs before one, and sign-in
+(``jonot_local.signin``) reads the stored hash in a short read, checks it with
+no transaction open, then issues the token in a short write.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,16 +27,61 @@ ROLES = ("staff", "admin")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 MIN_PASSWORD = 8
 MAX_DISPLAY_NAME = 80
-# Checked against when the username is unknown, so both paths cost the same.
-_DUMMY_HASH = generate_password_hash("not-a-real-password-0000")
+DEFAULT_HASH_METHOD = "scrypt"  # werkzeug's scrypt: n=32768, r=8, p=1
+_METHOD_RE = re.compile(
+    r"^(scrypt(:\d{1,7}:\d{1,3}:\d{1,3})?|pbkdf2(:[a-z0-9_]{3,16}(:\d{1,9})?)?)$")
 
 
-def create_user(tx: Tx, username: Any, password: Any, *, role: str = "staff",
+@dataclass(frozen=True)
+class PasswordHash:
+    """A new password, checked and hashed (made by ``hash_password``, before a transaction)."""
+
+    value: str
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What sign-in needs of an account: its id, stored hash and whether it is active."""
+
+    user_id: str
+    password_hash: str
+    active: bool
+
+
+def check_hash_method(method: Any) -> str:
+    """``method`` if it names a werkzeug password hash (``scrypt[:n:r:p]``,
+    ``pbkdf2[:hash[:iterations]]``), else ``ValueError``."""
+    if not isinstance(method, str) or not _METHOD_RE.match(method):
+        raise ValueError(f"not a password hash method: {method!r} "
+                         "(use scrypt[:n:r:p] or pbkdf2[:hash[:iterations]])")
+    return method
+
+
+def hash_password(password: Any, method: str = DEFAULT_HASH_METHOD) -> PasswordHash:
+    """Check a new password's length and hash it (slow: call it outside any transaction).
+
+    Raises ``ValidationError`` when the password is too short.
+    """
+    _password(password)
+    return PasswordHash(generate_password_hash(password, method))
+
+
+def dummy_hash(method: str = DEFAULT_HASH_METHOD) -> str:
+    """A hash of no one's password with ``method``'s parameters, checked for unknown users
+    so that they cost what a wrong password costs."""
+    return generate_password_hash("not-a-real-password-0000", method)
+
+
+def create_user(tx: Tx, username: Any, password: PasswordHash | Any, *, role: str = "staff",
                 display_name: str = "") -> dict[str, Any]:
-    """Add an account. Raises ``ValidationError`` or ``Conflict`` (name taken)."""
+    """Add an account. Raises ``ValidationError`` or ``Conflict`` (name taken).
+
+    Pass ``password`` as a ``PasswordHash`` made before the transaction; a plain
+    string is hashed here, inside it, with the store's method (scripts and tests).
+    """
     username = _username(username)
     display_name = clean_line("display_name", display_name, MAX_DISPLAY_NAME) or ""
-    _password(password)
+    hashed = _hashed(tx, password)
     if role not in ROLES:
         raise ValidationError.field("role", "must be staff or admin")
     if tx.one("SELECT 1 FROM users WHERE username = ?", (username,)):
@@ -37,19 +90,20 @@ def create_user(tx: Tx, username: Any, password: Any, *, role: str = "staff",
     tx.execute(
         "INSERT INTO users (id, username, display_name, password_hash, role, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (user_id, username, display_name or username, generate_password_hash(password), role,
-         utcnow_iso()))
+        (user_id, username, display_name or username, hashed, role, utcnow_iso()))
     return get_user(tx, user_id)
 
 
-def set_password(tx: Tx, username: Any, password: Any) -> None:
-    """Change a password and revoke the user's tokens. Raises ``NotFound``."""
-    _password(password)
+def set_password(tx: Tx, username: Any, password: PasswordHash | Any) -> None:
+    """Change a password and revoke the user's tokens. Raises ``NotFound``.
+
+    ``password`` as for ``create_user``: a ``PasswordHash`` made before the transaction.
+    """
+    hashed = _hashed(tx, password)
     row = tx.one("SELECT id FROM users WHERE username = ?", (username,))
     if row is None:
         raise NotFound(f"No user called {username!r}.")
-    tx.execute("UPDATE users SET password_hash = ? WHERE id = ?",
-               (generate_password_hash(password), row["id"]))
+    tx.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, row["id"]))
     tx.execute("DELETE FROM api_tokens WHERE user_id = ?", (row["id"],))
 
 
@@ -67,19 +121,60 @@ def list_users(tx: Tx) -> list[dict[str, Any]]:
     return [get_user(tx, r["id"]) for r in tx.all("SELECT id FROM users ORDER BY username")]
 
 
-def authenticate(tx: Tx, username: Any, password: Any) -> dict[str, Any]:
-    """The account for these credentials. Raises ``AuthError`` (same cost either way)."""
+def require_login_fields(username: Any, password: Any) -> tuple[str, str]:
+    """``(username, password)`` when both are strings, else ``ValidationError`` naming each."""
     if not isinstance(username, str) or not isinstance(password, str):
         raise ValidationError("username and password are required.", [
             {"field": f, "message": "is required"}
             for f, v in (("username", username), ("password", password))
             if not isinstance(v, str)])
+    return username, password
+
+
+def find_credentials(tx: Tx, username: str) -> Credentials | None:
+    """The stored hash and state of the account called ``username``, or ``None``."""
     row = tx.one("SELECT id, password_hash, active FROM users WHERE username = ?", (username,))
-    stored = row["password_hash"] if row else _DUMMY_HASH
-    ok = check_password_hash(stored, password)
-    if not row or not ok or not row["active"]:
+    if row is None:
+        return None
+    return Credentials(row["id"], row["password_hash"], bool(row["active"]))
+
+
+def password_matches(creds: Credentials | None, password: str, dummy: str) -> bool:
+    """True when ``creds`` is an active account and ``password`` is its password.
+
+    Always costs one hash check (against ``dummy`` when there is no account), so
+    an unknown user answers as slowly as a wrong password. Run it with no
+    transaction open. Stored hashes of any werkzeug method are understood.
+    """
+    ok = check_password_hash(creds.password_hash if creds else dummy, password)
+    return bool(creds and ok and creds.active)
+
+
+def authenticate(tx: Tx, username: Any, password: Any) -> dict[str, Any]:
+    """The account for these credentials, checked inside ``tx`` (the CLI and the demo).
+
+    Raises ``ValidationError`` or ``AuthError`` (same cost either way). The
+    server signs in through ``jonot_local.signin`` instead, with no
+    transaction open during the hash check.
+    """
+    username, password = require_login_fields(username, password)
+    creds = find_credentials(tx, username)
+    if not password_matches(creds, password, dummy_hash(_method(tx))) or creds is None:
         raise AuthError("Wrong username or password.")
-    return get_user(tx, row["id"])
+    return get_user(tx, creds.user_id)
+
+
+def open_session(tx: Tx, creds: Credentials, ttl_s: int) -> tuple[str, str, dict[str, Any]]:
+    """Issue a token for an account whose password was checked outside this transaction.
+
+    Returns ``(token, expires_at, user)``. Raises ``AuthError`` when the account
+    changed meanwhile (deactivated, password changed, removed).
+    """
+    row = tx.one("SELECT password_hash, active FROM users WHERE id = ?", (creds.user_id,))
+    if row is None or not row["active"] or row["password_hash"] != creds.password_hash:
+        raise AuthError("Wrong username or password.")
+    token, expires = issue_token(tx, creds.user_id, ttl_s)
+    return token, expires, get_user(tx, creds.user_id)
 
 
 def issue_token(tx: Tx, user_id: str, ttl_s: int) -> tuple[str, str]:
@@ -99,6 +194,16 @@ def user_for_token(tx: Tx, token: str) -> dict[str, Any] | None:
         "WHERE t.token_hash = ? AND t.expires_at > ? AND u.active = 1",
         (_token_hash(token), utcnow_iso()))
     return get_user(tx, row["id"]) if row else None
+
+
+def _method(tx: Tx) -> str:
+    return getattr(tx.store, "password_hash_method", None) or DEFAULT_HASH_METHOD
+
+
+def _hashed(tx: Tx, password: PasswordHash | Any) -> str:
+    if isinstance(password, PasswordHash):
+        return password.value
+    return hash_password(password, _method(tx)).value
 
 
 def _token_hash(token: str) -> str:
