@@ -81,7 +81,8 @@ class FailureBackoff:
 
     After failure number ``free + k`` (k = 0, 1, …) the key must wait
     ``min(max_delay_s, 2**k)`` seconds. One failure is forgotten every
-    ``forget_s`` seconds. Memory is bounded: the least recently failed keys go.
+    ``forget_s`` seconds (gradually: the count is rounded to decide the wait).
+    Memory is bounded: the least recently failed keys go.
     """
 
     def __init__(self, free: int, max_delay_s: float, forget_s: float,
@@ -112,7 +113,7 @@ class FailureBackoff:
         with self._lock:
             now = self._clock()
             count = self._decayed(key, now) + 1
-            excess = math.floor(count + 1e-9) - self.free
+            excess = math.floor(count + 0.5) - self.free  # forgetting is gradual: round
             until = now + min(self.max_delay_s, 2.0 ** excess) if excess >= 0 else 0.0
             self._state[key] = (count, now, until)
             self._state.move_to_end(key)

@@ -383,7 +383,8 @@ def _responses() -> dict[str, dict[str, Any]]:
         "ValidationError": _problem_response(
             "validation_error: errors lists each bad field as {field, message}"),
         "RateLimited": _problem_response(
-            "rate_limited: too many look-ups by hash from this client", retry_after),
+            "rate_limited: too many look-ups by hash, or wrong passwords, from this client "
+            "(or too many sign-ins waiting for a password check)", retry_after),
         "StreamsFull": _problem_response(
             "streams_full: no room for another live stream now", retry_after),
     }
@@ -489,7 +490,8 @@ def _paths() -> dict[str, dict[str, Any]]:
 
     p[f"{v}/auth/token"] = {"post": _op(
         "issueToken", "Trade a username and password for a bearer token", "auth", "anyone",
-        {**_ok("Token", "A new token", "201"), **body_errs, **_resp("Unauthorized")},
+        {**_ok("Token", "A new token", "201"), **body_errs,
+         **_resp("Unauthorized", "RateLimited")},
         body=_body("TokenRequest"))}
     p[f"{v}/auth/me"] = {"get": _op(
         "me", "The account behind the token", "auth", "staff", _ok("User", "The account"))}
