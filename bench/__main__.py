@@ -1,4 +1,4 @@
-"""``python -m bench [joins|call-next|durability|viewers|all] [--quick] [--verbose]``.
+"""``python -m bench [joins|call-next|durability|viewers|signin|all] [--quick] [--verbose]``.
 
 Runs the chosen benchmarks (all by default) and prints their figures, then a
 summary. ``--quick`` uses small sizes (the CI smoke run, well under 30 s
@@ -20,10 +20,10 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import call_next, durability, joins
+from . import call_next, durability, joins, signin
 from .common import cpu_busy_share, fsync_commits_per_s, print_table, temp_dir, wrk_path
 
-PARTS = ("durability", "joins", "call-next", "viewers")
+PARTS = ("durability", "joins", "call-next", "viewers", "signin")
 QUIET_FSYNC_PER_S = 3000  # WAL + FULL commits/s this kind of machine does when idle
 
 
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         "joins": lambda: joins.run(quick=args.quick, verbose=args.verbose, client=args.client),
         "call-next": lambda: call_next.run(quick=args.quick, verbose=args.verbose),
         "viewers": lambda: _viewers(args.quick, args.verbose),
+        "signin": lambda: signin.run(quick=args.quick, verbose=args.verbose),
     }
     results: dict[str, Any] = {"machine": machine, "quick": args.quick}
     failed = []
@@ -131,6 +132,17 @@ def _summary(results: dict[str, Any], parts: tuple[str, ...]) -> None:
                 rows.append([f"viewers: {key}", value, "", ""])
     elif "viewers" in parts:
         rows.append(["viewers", "not available", "", ""])
+    s = results.get("signin") or {}
+    for label in ("default budgets", "budgets lifted"):
+        if label in s:
+            r = s[label]
+            rows.append([f"join p50 / p99 ms, sign-in flood ({label})",
+                         f"{r['flooded']['p50_ms']} / {r['flooded']['p99_ms']} "
+                         f"(idle {r['idle']['p50_ms']} / {r['idle']['p99_ms']})",
+                         "p50 <= 2 x idle", _ok(r["ratio_p50"] <= signin.TARGET_RATIO)])
+    if "one address" in s:
+        rows.append(["  wrong passwords checked per min, one address",
+                     s["one address"]["wrong_checked_per_min"], "", ""])
     if rows:
         print_table("Summary", ["figure", "value", "target", ""], rows)
 

@@ -88,8 +88,9 @@ class Settings:
         "Longest wait after repeated wrong passwords (seconds)."))
     signin_forget_s: float = field(default=30.0, metadata=_meta(
         "One counted wrong password is forgotten every this many seconds."))
-    signin_hash_slots: int = field(default=2, metadata=_meta(
-        "Password checks run at once (a scrypt check takes a core and about 32 MB)."))
+    signin_hash_slots: int = field(default=1, metadata=_meta(
+        "Password checks run at once (a scrypt check takes a core and 32 MB: one leaves the "
+        "office PC's other cores to the queue)."))
     signin_queue: int = field(default=16, metadata=_meta(
         "Sign-ins that may wait for a password check; more are refused at once (429)."))
 
