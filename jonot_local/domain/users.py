@@ -159,7 +159,10 @@ def authenticate(tx: Tx, username: Any, password: Any) -> dict[str, Any]:
     """
     username, password = require_login_fields(username, password)
     creds = find_credentials(tx, username)
-    if not password_matches(creds, password, dummy_hash(_method(tx))) or creds is None:
+    if creds is None:
+        dummy_hash(_method(tx))  # as slow as a check: unknown names answer no faster
+        raise AuthError("Wrong username or password.")
+    if not password_matches(creds, password, creds.password_hash):
         raise AuthError("Wrong username or password.")
     return get_user(tx, creds.user_id)
 
