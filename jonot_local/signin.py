@@ -48,6 +48,9 @@ MAX_IN_FLIGHT_PER_ADDRESS = 2  # checks one address may have running or waiting 
 MAX_KEY = 64                   # longest username kept as a key (longer ones cannot exist)
 
 
+DeskCheck = bool | Callable[[], bool]
+
+
 class SignInThrottled(DomainError):
     """Too many wrong passwords lately: try again in ``retry_after`` seconds."""
 
@@ -184,7 +187,7 @@ class SignInGuard:
         self.checks = 0  # password checks done (figures and tests)
 
     def sign_in(self, username: Any, password: Any, address: str,
-                registered_desk: bool = False) -> SignedIn:
+                registered_desk: DeskCheck = False) -> SignedIn:
         """Check the credentials, then issue a bearer token in a short write transaction.
 
         Raises ``ValidationError`` (a field missing), ``SignInThrottled`` /
@@ -196,7 +199,7 @@ class SignInGuard:
         return SignedIn(user, token, expires)
 
     def verify(self, username: Any, password: Any, address: str,
-               registered_desk: bool = False) -> dict[str, Any]:
+               registered_desk: DeskCheck = False) -> dict[str, Any]:
         """Check the credentials and return the account (for a session sign-in, no token).
 
         Raises as ``sign_in`` does.
@@ -206,8 +209,12 @@ class SignInGuard:
             return users.get_user(tx, creds.user_id)
 
     def check(self, username: Any, password: Any, address: str,
-              registered_desk: bool = False) -> users.Credentials:
-        """The account's credentials if the password is right; throttled as described above."""
+              registered_desk: DeskCheck = False) -> users.Credentials:
+        """The account's credentials if the password is right; throttled as described above.
+
+        ``registered_desk``: whether the request comes from a registered desk PC,
+        or a function that tells (asked only when the account's budget matters).
+        """
         username, password = users.require_login_fields(username, password)
         account = username.casefold()[:MAX_KEY]
         self._refuse_if_throttled(account, address, registered_desk)
@@ -226,16 +233,22 @@ class SignInGuard:
                 self._succeeded(account, address)
         return creds
 
-    def retry_after(self, username: str, address: str, registered_desk: bool = False) -> int:
+    def retry_after(self, username: str, address: str, registered_desk: DeskCheck = False
+                    ) -> int:
         """Seconds this address must wait before trying this account (0: now)."""
         account = username.casefold()[:MAX_KEY]
-        waits = [self.by_account_address.retry_after((account, address)),
-                 self.by_address.retry_after(address)]
-        if not (registered_desk or self._is_known(account, address)):
-            waits.append(self.by_account.retry_after(account))
-        return max(waits)
+        wait = max(self.by_account_address.retry_after((account, address)),
+                   self.by_address.retry_after(address))
+        if wait:
+            return wait
+        wait = self.by_account.retry_after(account)
+        if not wait or self._is_known(account, address):
+            return 0
+        desk = registered_desk() if callable(registered_desk) else registered_desk
+        return 0 if desk else wait
 
-    def _refuse_if_throttled(self, account: str, address: str, registered_desk: bool) -> None:
+    def _refuse_if_throttled(self, account: str, address: str,
+                             registered_desk: DeskCheck) -> None:
         wait = self.retry_after(account, address, registered_desk)
         if wait:
             raise SignInThrottled(wait)

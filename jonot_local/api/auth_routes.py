@@ -22,15 +22,19 @@ def issue_token() -> tuple[Response, int]:
     body = json_body(allowed=("username", "password"))
     guard = runtime().signin
     assert guard is not None, "create_app wires the sign-in guard"
-    device = current_device()
     try:
         done = guard.sign_in(body.get("username"), body.get("password"), client_address(),
-                             registered_desk=bool(device and device["kind"] == "desk"))
+                             registered_desk=_from_registered_desk)
     except SignInThrottled as exc:
         raise ApiError(429, "rate_limited", exc.message,
                        headers={"Retry-After": str(exc.retry_after)}) from None
     return jsonify({"token": done.token, "token_type": "Bearer", "expires_at": done.expires_at,
                     "user": done.user}), 201
+
+
+def _from_registered_desk() -> bool:
+    device = current_device()
+    return bool(device and device["kind"] == "desk")
 
 
 @blueprint.get("/auth/me")
