@@ -174,11 +174,13 @@ class SignInGuard:
         self.token_ttl_s = settings.token_ttl_s
         self.method = users.check_hash_method(settings.password_hash_method)
         self.dummy = users.dummy_hash(self.method)
-        backoff = dict(max_delay_s=settings.signin_max_delay_s,
-                       forget_s=settings.signin_forget_s, clock=clock)
-        self.by_account_address = FailureBackoff(settings.signin_free_failures, **backoff)
-        self.by_address = FailureBackoff(settings.signin_address_free_failures, **backoff)
-        self.by_account = FailureBackoff(settings.signin_account_free_failures, **backoff)
+        def backoff(free: int) -> FailureBackoff:
+            return FailureBackoff(free, settings.signin_max_delay_s, settings.signin_forget_s,
+                                  clock=clock)
+
+        self.by_account_address = backoff(settings.signin_free_failures)
+        self.by_address = backoff(settings.signin_address_free_failures)
+        self.by_account = backoff(settings.signin_account_free_failures)
         self.slots = HashSlots(settings.signin_hash_slots, settings.signin_queue)
         self._clock = clock
         self._lock = threading.Lock()
