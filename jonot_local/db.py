@@ -84,11 +84,10 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
 
 
 class Tx:
-    """A write transaction in progress: the connection plus what to do after commit."""
+    """A transaction in progress: the connection plus the change events it emitted."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self._after_commit: list[Callable[[], None]] = []
         self.events: list[dict[str, Any]] = []
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
@@ -103,10 +102,6 @@ class Tx:
     def emit(self, event: dict[str, Any]) -> None:
         """Queue a change event; listeners receive it only if the transaction commits."""
         self.events.append(event)
-
-    def after_commit(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` once the transaction has committed (never if it rolls back)."""
-        self._after_commit.append(fn)
 
 
 class Store:
@@ -179,7 +174,7 @@ class Store:
     def write(self) -> Iterator[Tx]:
         """A write transaction: ``BEGIN IMMEDIATE``, commit on success, else roll back.
 
-        Callbacks registered with ``Tx.after_commit`` run after a successful commit.
+        After a commit, the events the transaction emitted go to every listener.
         """
         with self._write_lock, self.connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
@@ -190,15 +185,9 @@ class Store:
                 conn.rollback()
                 raise
             conn.commit()
-        for fn in tx._after_commit:
-            fn()
         if tx.events:
             for listener in list(self.listeners):
                 listener(tx.events)
-
-    def sqlite_utils_db(self, conn: sqlite3.Connection) -> sqlite_utils.Database:
-        """Wrap a connection for sqlite-utils (migrations, table introspection)."""
-        return sqlite_utils.Database(conn)
 
 
 class NoDatabase(Exception):
