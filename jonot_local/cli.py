@@ -27,7 +27,8 @@ EXIT_USAGE = 2
 class JonotGroup(click.Group):
     """A click group whose errors are one line and exit status 2."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
+    def main(self, args: Any = None, prog_name: str | None = None,  # type: ignore[override]
+             **extra: Any) -> Any:
         extra.pop("standalone_mode", None)
         try:
             return super().main(args=args, prog_name=prog_name or "jonot-local",

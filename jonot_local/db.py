@@ -93,7 +93,12 @@ class Tx:
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
 
-    def one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+    def one(self, sql: str, params: Any = ()) -> Any:
+        """The first row (a ``sqlite3.Row``), or ``None`` when there is none.
+
+        Typed ``Any`` so that aggregate queries, which always give a row, read as
+        ``tx.one(...)["n"]``; check for ``None`` where a row may be missing.
+        """
         return self.conn.execute(sql, params).fetchone()
 
     def all(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:

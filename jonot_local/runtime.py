@@ -24,9 +24,8 @@ if TYPE_CHECKING:  # the api package imports this module
 def _default_hash_limits() -> HashLookupLimits:
     from .api.ratelimit import HashLookupLimits
 
-    defaults = Settings.__dataclass_fields__
-    return HashLookupLimits(defaults["hash_lookup_per_min"].default,
-                            defaults["hash_miss_per_min"].default)
+    defaults = Settings()
+    return HashLookupLimits(defaults.hash_lookup_per_min, defaults.hash_miss_per_min)
 
 
 @dataclass

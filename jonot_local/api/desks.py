@@ -70,7 +70,7 @@ def update_desk(desk_id: str) -> Response:
 def call_next(desk_id: str) -> Response:
     """Call the next ticket for this desk; 404 ``queue_empty`` when none waits."""
     json_body(required=False, allowed=())
-    user_id = current_user()["id"]
+    user_id = current_user()["id"]  # type: ignore[index]  # @require: never None
     with runtime().store.write() as tx:
         ticket = tickets.call_next(tx, desk_id, user_id=user_id)
         data = ticket_json(ticket)

@@ -334,7 +334,7 @@ def _public_chunks(rt: Runtime, feed: PublicFeed, display: dict[str, Any] | None
         after, first = _state_frame(rt, display, scope)
         said = True
     else:
-        after = replay[-1][0] if replay else resume
+        after = replay[-1][0] if replay else (resume or 0)
         missed = feed.frames(replay, scope)
         first = f"retry: {RETRY_MS}\n\n".encode() + missed
         said = bool(missed)

@@ -233,7 +233,7 @@ EDIT_FIELDS = ("version", "name", "phone", "notes", "labels", "extra", "priority
 def _staff_action(ticket_id: str, action: str) -> Response:
     body = json_body(required=False, allowed=ACTION_FIELDS[action])
     version = field_type(body, "version", int)
-    user_id = current_user()["id"]
+    user_id = current_user()["id"]  # type: ignore[index]  # @require: never None
     settings = runtime().settings
     with runtime().store.write() as tx:
         if action == "call":
