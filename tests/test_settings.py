@@ -189,3 +189,18 @@ def test_the_table_writer_refreshes_only_its_block(tmp_path):
     assert settings_module.main(["--write", str(path)]) == 0
     assert path.read_text() == f"# Title\n\n{start}\n{markdown_table()}\n{end}\n\n## Next\n"
     assert env_name("printer") == "JONOT_PRINTER"
+
+
+@pytest.mark.parametrize("env, needle", [
+    ({"JONOT_THREADS": "8", "JONOT_STREAM_RESERVE": "8"}, "JONOT_STREAM_RESERVE (8)"),
+    ({"JONOT_DB_POOL_SIZE": "0"}, "JONOT_DB_POOL_SIZE: 0 is out of range"),
+])
+def test_the_cli_refuses_bad_settings_in_one_line(tmp_path, env, needle):
+    from click.testing import CliRunner
+
+    from jonot_local.cli import main as cli
+
+    result = CliRunner().invoke(cli, ["settings", "--data-dir", str(tmp_path)], env=env)
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("jonot-local: error: ") and needle in lines[0]
