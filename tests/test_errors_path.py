@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Blueprint, Flask, abort
+from flask import Blueprint, Flask, Response, abort
+from werkzeug.exceptions import TooManyRequests
 
 from jonot_local.api.errors import ApiError
 from jonot_local.domain import errors as de
@@ -34,6 +35,10 @@ def _raise(kind: str) -> Any:
         abort(409)
     if kind == "http-described":
         abort(404, "No ticket has this number.")
+    if kind == "busy":
+        raise TooManyRequests(retry_after=30)
+    if kind == "own-response":
+        abort(Response("teapot", status=418, mimetype="text/plain"))
     if kind == "markup":
         raise de.ValidationError("<script>alert(1)</script> is not a name")
     raise RuntimeError(SECRET)
@@ -47,6 +52,7 @@ CASES = {
     "api": (403, "forbidden", "This needs an admin account."),
     "http": (409, "conflict", "conflict"),
     "http-described": (404, "not_found", "No ticket has this number."),
+    "busy": (429, "rate_limited", "Too many tries"),
     "crash": (500, "internal_error", "Something went wrong"),
 }
 
@@ -85,6 +91,8 @@ def test_api_requests_get_problem_json(probed, kind):
         assert body["queue_id"] == "q1"
     if kind == "limited":
         assert r.headers["Retry-After"] == "8" and "retry_after" not in body
+    if kind == "busy":
+        assert r.headers["Retry-After"] == "30"
 
 
 @pytest.mark.parametrize("kind", CASES)
@@ -115,6 +123,12 @@ def test_htmx_requests_get_a_small_banner(probed, kind):
 def test_the_api_answers_problem_json_even_to_htmx(probed):
     r = probed.test_client().get("/api/probe/domain", headers={"HX-Request": "true"})
     assert r.mimetype == "application/problem+json" and r.json["code"] == "queue_closed"
+
+
+def test_a_view_that_aborts_with_its_own_response_keeps_it(probed):
+    for path in ("/api/probe/own-response", "/probe/own-response"):
+        r = probed.test_client().get(path)
+        assert (r.status_code, r.get_data(as_text=True)) == (418, "teapot")
 
 
 def test_page_text_is_escaped(probed):

@@ -143,13 +143,8 @@ def _http_failure(err: HTTPException) -> Failure:
         405: f"{request.method} is not allowed here.",
         413: "The request body is too large.",
     }.get(status, err.description or code)
-    headers = {}
-    valid_methods = getattr(err, "valid_methods", None)
-    if status == 405 and valid_methods:
-        headers["Allow"] = ", ".join(valid_methods)
-    retry_after = getattr(err, "retry_after", None)
-    if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
+    # Allow (405), Retry-After (429, 503), WWW-Authenticate (401) as werkzeug sets them
+    headers = {k: v for k, v in err.get_headers() if k.lower() != "content-type"}
     page = None
     if err.description != type(err).description and status < 500:
         page = (_PAGE_TITLES.get(status, "This did not work"), str(err.description))
@@ -253,6 +248,8 @@ def _html(html: str, failure: Failure) -> Response:
 
 def handle_exception(err: Exception) -> Response:
     """The app's one exception hook: problem JSON, an htmx banner or a page."""
+    if isinstance(err, HTTPException) and err.response is not None:
+        return err.response  # abort(response): the view chose its answer
     failure = describe(err)
     if is_api_request():
         return problem(failure.status, failure.code, failure.message, errors=failure.errors,
