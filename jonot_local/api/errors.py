@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, current_app, json, render_template, request
+from flask.typing import ResponseReturnValue
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
@@ -246,7 +247,7 @@ def _html(html: str, failure: Failure) -> Response:
     return resp
 
 
-def handle_exception(err: Exception) -> Response:
+def handle_exception(err: Exception) -> ResponseReturnValue:
     """The app's one exception hook: problem JSON, an htmx banner or a page."""
     if isinstance(err, HTTPException) and err.response is not None:
         return err.response  # abort(response): the view chose its answer
