@@ -101,6 +101,15 @@ class World:
         self.store.close()
 
 
+def staff_world(data_dir: Path, **overrides: Any) -> World:
+    """The former module-world helper, for tests written against it: a ``World`` that
+    also answers ``.headers`` (staff) and ``.uid`` (staff id). New tests use
+    ``pytest.mark.shared_world`` (see conftest) or ``World``."""
+    made = World(data_dir, **{"hash_lookup_per_min": 100_000, **overrides})
+    made.headers, made.uid = made.staff, made.staff_id
+    return made
+
+
 class LiveServer:
     """``jonot-local serve`` really started (waitress, real SQLite file) on loopback."""
 
