@@ -28,6 +28,7 @@ cli: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy jonot_local
 	$(PY) -m pytest -n 2 --timeout 600
 
 test-fast: $(STAMP)

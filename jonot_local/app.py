@@ -16,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import __version__
 from .api import errors as api_errors
+from .api.ratelimit import HashLookupLimits
 from .db import open_store
 from .domain.location import rename_location
 from .events import EventHub
@@ -43,11 +44,13 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
         static_folder=str(web_dir() / "static"),
     )
     app.config["SECRET_KEY"] = _secret_key(data_dir)
-    app.config["JSON_SORT_KEYS"] = False
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
     app.config["JONOT_VERSION"] = __version__
-    app.extensions["jonot"] = Runtime(settings=settings, store=store, hub=hub,
-                                      signin=SignInGuard(store, settings))
+    app.extensions["jonot"] = Runtime(
+        settings=settings, store=store, hub=hub,
+        hash_limits=HashLookupLimits(settings.hash_lookup_per_min, settings.hash_miss_per_min),
+        signin=SignInGuard(store, settings),
+    )
     if settings.trusted_proxies > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
                                 x_proto=settings.trusted_proxies,

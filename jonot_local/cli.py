@@ -27,7 +27,8 @@ EXIT_USAGE = 2
 class JonotGroup(click.Group):
     """A click group whose errors are one line and exit status 2."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
+    def main(self, args: Any = None, prog_name: str | None = None,  # type: ignore[override]
+             **extra: Any) -> Any:
         extra.pop("standalone_mode", None)
         try:
             return super().main(args=args, prog_name=prog_name or "jonot-local",
@@ -65,9 +66,8 @@ def _one_line(message: str) -> str:
 def data_dir_option(fn: Any) -> Any:
     return click.option(
         "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-        envvar="JONOT_DATA_DIR", show_envvar=True,
         help="Folder holding the database, secret key and backups "
-             "(default: the platform's user data dir).")(fn)
+             "(default: JONOT_DATA_DIR, else the platform's user data dir).")(fn)
 
 
 @contextlib.contextmanager
@@ -97,7 +97,7 @@ def _echo_settings(current: Settings | None) -> None:
     for env_name, default, help_text in Settings.describe():
         line = f"{env_name}  (default: {default})"
         if current is not None:
-            value = str(getattr(current, env_name.removeprefix("JONOT_").lower()))
+            value = current.shown(env_name.removeprefix("JONOT_").lower())
             if value != default:
                 line += f"  now: {value}"
         click.echo(line)
@@ -129,8 +129,9 @@ def main() -> None:
 @click.option("--demo", is_flag=True, help="Fill an empty database with demo queues, desks, "
               "a display and a demo admin login.")
 @click.option("--no-zeroconf", is_flag=True, help="Do not announce the server on the LAN.")
-@click.option("--printer", default=None, envvar="JONOT_PRINTER", show_envvar=True,
-              help="Kiosk receipt printer, e.g. tcp://192.0.2.10:9100 or usb://VID:PID.")
+@click.option("--printer", default=None,
+              help="Kiosk receipt printer, e.g. tcp://192.0.2.10:9100 or usb://VID:PID "
+                   "(default: JONOT_PRINTER).")
 @click.option("--help-settings", is_flag=True, expose_value=False, is_eager=True,
               callback=print_settings,
               help="List every setting with its environment variable and default, and exit.")
@@ -143,10 +144,8 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, demo: bool,
     from .server import make_server, run_until_signal
     from .services import Services
 
-    settings = load_settings(data_dir, host=host, port=port)
-    host, port = settings.host, settings.port
-    if not 0 <= port <= 65535:
-        raise click.ClickException(f"JONOT_PORT: {port} is not a TCP port (0 to 65535)")
+    settings = load_settings(data_dir, host=host, port=port, printer=printer)
+    host, port = settings.host, settings.port  # the port's range is checked by Settings
     # First, so that whoever reads this knows which data the server (and any
     # other command given the same --data-dir) uses.
     click.echo(f"Jonot Local {__version__}, data dir {os.path.abspath(settings.data_dir)}")

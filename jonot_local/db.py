@@ -84,18 +84,22 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
 
 
 class Tx:
-    """A write transaction in progress: the connection plus what to do after commit."""
+    """A transaction in progress: the connection plus the change events it emitted."""
 
     def __init__(self, conn: sqlite3.Connection, store: Store | None = None) -> None:
         self.conn = conn
         self.store = store  # the store it runs on, for its per-installation options
-        self._after_commit: list[Callable[[], None]] = []
         self.events: list[dict[str, Any]] = []
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
 
-    def one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+    def one(self, sql: str, params: Any = ()) -> Any:
+        """The first row (a ``sqlite3.Row``), or ``None`` when there is none.
+
+        Typed ``Any`` so that aggregate queries, which always give a row, read as
+        ``tx.one(...)["n"]``; check for ``None`` where a row may be missing.
+        """
         return self.conn.execute(sql, params).fetchone()
 
     def all(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
@@ -104,10 +108,6 @@ class Tx:
     def emit(self, event: dict[str, Any]) -> None:
         """Queue a change event; listeners receive it only if the transaction commits."""
         self.events.append(event)
-
-    def after_commit(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` once the transaction has committed (never if it rolls back)."""
-        self._after_commit.append(fn)
 
 
 class Store:
@@ -182,7 +182,7 @@ class Store:
     def write(self) -> Iterator[Tx]:
         """A write transaction: ``BEGIN IMMEDIATE``, commit on success, else roll back.
 
-        Callbacks registered with ``Tx.after_commit`` run after a successful commit.
+        After a commit, the events the transaction emitted go to every listener.
         """
         with self._write_lock, self.connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
@@ -193,15 +193,9 @@ class Store:
                 conn.rollback()
                 raise
             conn.commit()
-        for fn in tx._after_commit:
-            fn()
         if tx.events:
             for listener in list(self.listeners):
                 listener(tx.events)
-
-    def sqlite_utils_db(self, conn: sqlite3.Connection) -> sqlite_utils.Database:
-        """Wrap a connection for sqlite-utils (migrations, table introspection)."""
-        return sqlite_utils.Database(conn)
 
 
 class NoDatabase(Exception):

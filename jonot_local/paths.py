@@ -39,10 +39,7 @@ def displays_dir() -> Path:
 
 
 def default_data_dir() -> Path:
-    """The data directory: ``JONOT_DATA_DIR`` if set, else the platform's user data dir."""
-    env = os.environ.get("JONOT_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
+    """The platform's user data dir (``JONOT_DATA_DIR`` is read by ``Settings`` alone)."""
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 

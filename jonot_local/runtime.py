@@ -1,8 +1,15 @@
-"""What a running app holds: settings, the store and the event hub, reached in one place."""
+"""What a running app holds, reached in one place: settings, the store, the event hub
+and the per-app limiters.
+
+Every field is built by ``create_app``; one with a default can be left out by
+other constructors (tests, tools), which then get a fresh one made from the
+settings' defaults.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flask import current_app
 
@@ -11,15 +18,28 @@ from .events import EventHub
 from .settings import Settings
 from .signin import SignInGuard
 
+if TYPE_CHECKING:  # the api package imports this module
+    from .api.ratelimit import HashLookupLimits
+
+
+def _default_hash_limits() -> HashLookupLimits:
+    from .api.ratelimit import HashLookupLimits
+
+    defaults = Settings()
+    return HashLookupLimits(defaults.hash_lookup_per_min, defaults.hash_miss_per_min)
+
 
 @dataclass
 class Runtime:
     settings: Settings
     store: Store
     hub: EventHub
+    #: budgets of look-ups by ticket hash, per client address
+    hash_limits: HashLookupLimits = field(default_factory=_default_hash_limits)
     signin: SignInGuard | None = None  # made by create_app
 
 
 def runtime() -> Runtime:
     """The runtime of the current Flask app."""
-    return current_app.extensions["jonot"]
+    rt: Runtime = current_app.extensions["jonot"]
+    return rt

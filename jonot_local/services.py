@@ -30,7 +30,7 @@ class Service(Protocol):
 class PeriodicThread:
     """Runs ``fn`` every ``interval`` seconds in a named daemon thread until stopped."""
 
-    def __init__(self, name: str, interval: float, fn: Callable[[], None]) -> None:
+    def __init__(self, name: str, interval: float, fn: Callable[[], object]) -> None:
         self.name = name
         self.interval = interval
         self._fn = fn

@@ -1,21 +1,44 @@
-"""Settings, declared once: name, type, default and a help line.
+"""Settings, declared once: name, type, default, help line and allowed range.
 
 Every setting can be overridden from the environment as ``JONOT_<NAME>`` and
-from the command line; tests pass a plain dict to ``create_app``.
+from the command line; tests pass a plain dict to ``create_app``. This module
+is the only place that reads ``JONOT_*`` variables. ``Settings.load`` refuses a
+value it cannot read or that is out of range (``ValueError`` naming the
+variable), refuses an unknown override key (naming the nearest setting) and
+logs one warning for each unknown ``JONOT_*`` environment variable.
+
+``python -m jonot_local.settings`` prints the README's settings table;
+``--write README.md`` refreshes it in place.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
-from dataclasses import MISSING, dataclass, field, fields
+import sys
+from collections.abc import Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .paths import default_data_dir
 
+log = logging.getLogger("jonot_local.settings")
 
-def _meta(help_text: str, env: bool = True) -> dict[str, Any]:
-    return {"help": help_text, "env": env}
+ENV_PREFIX = "JONOT_"
+README_START = "<!-- settings-table:start (python -m jonot_local.settings --write README.md) -->"
+README_END = "<!-- settings-table:end -->"
+
+
+def _meta(help_text: str, env: bool = True, *, minimum: float | None = None,
+          maximum: float | None = None, shown: str | None = None,
+          secret: bool = False) -> dict[str, Any]:
+    """A setting's metadata: its help line, whether ``JONOT_<NAME>`` sets it, its range
+    (``minimum``/``maximum``, inclusive), the default as people should read it
+    (``shown``) and whether its value is kept out of listings (``secret``)."""
+    return {"help": help_text, "env": env, "min": minimum, "max": maximum, "shown": shown,
+            "secret": secret}
 
 
 @dataclass
@@ -23,54 +46,107 @@ class Settings:
     """Runtime settings of an office server. See ``jonot-local serve --help-settings``."""
 
     data_dir: Path = field(default_factory=default_data_dir, metadata=_meta(
-        "Folder holding the database, secret key and backups."))
+        "Folder holding the database, secret key and backups.",
+        shown="platform user data dir"))
     location_name: str = field(default="", metadata=_meta(
         "Name of the office on pages, receipts and the LAN announcement; when set, it "
-        "replaces the stored name at start."))
+        "replaces the stored name at start.", shown="none: keep the stored name"))
     default_service_s: float = field(default=300.0, metadata=_meta(
-        "Assumed service time per ticket (seconds) before a queue has real data."))
+        "Assumed service time per ticket (seconds) before a queue has real data.",
+        minimum=1, maximum=86_400))
     token_ttl_s: int = field(default=12 * 3600, metadata=_meta(
-        "Lifetime of an API bearer token in seconds."))
+        "Lifetime of an API bearer token in seconds.", minimum=60, maximum=366 * 86_400))
     db_pool_size: int = field(default=8, metadata=_meta(
-        "Database connections shared by all server threads (bounded, whatever the thread count)."))
+        "Database connections shared by all server threads (bounded, whatever the thread count).",
+        minimum=1, maximum=64))
     threads: int = field(default=600, metadata=_meta(
-        "waitress worker threads; every open live stream holds one."))
+        "waitress worker threads; every open live stream holds one.",
+        minimum=2, maximum=10_000))
     stream_reserve: int = field(default=24, metadata=_meta(
-        "Worker threads kept free for ordinary requests; live streams beyond are refused (503)."))
+        "Worker threads kept free for ordinary requests; live streams beyond are refused (503). "
+        "Must be less than JONOT_THREADS.", minimum=1, maximum=10_000))
     connection_limit: int = field(default=900, metadata=_meta(
-        "Simultaneous client connections accepted by waitress."))
+        "Simultaneous client connections accepted by waitress. Must exceed JONOT_THREADS.",
+        minimum=2, maximum=100_000))
     sse_heartbeat_s: float = field(default=10.0, metadata=_meta(
-        "Seconds between keep-alive comments on live streams (frees threads of gone clients)."))
+        "Seconds between keep-alive comments on live streams (frees threads of gone clients).",
+        minimum=0.05, maximum=300))
     hash_lookup_per_min: int = field(default=600, metadata=_meta(
-        "Look-ups by ticket hash allowed per client address per minute."))
+        "Look-ups by ticket hash allowed per client address per minute.",
+        minimum=1, maximum=10_000_000))
     hash_miss_per_min: int = field(default=20, metadata=_meta(
-        "Look-ups of unknown ticket hashes allowed per client address per minute."))
+        "Look-ups of unknown ticket hashes allowed per client address per minute.",
+        minimum=1, maximum=10_000_000))
     hash_lookup_floor_ms: float = field(default=20.0, metadata=_meta(
-        "Minimum response time of a look-up by hash, so timing does not tell whether it exists."))
+        "Minimum response time of a look-up by hash, so timing does not tell whether it exists.",
+        minimum=0, maximum=5_000))
     trusted_proxies: int = field(default=0, metadata=_meta(
-        "Reverse proxies in front of the server whose X-Forwarded-For is trusted."))
+        "Reverse proxies in front of the server whose X-Forwarded-For is trusted.",
+        minimum=0, maximum=10))
     backup_interval_s: int = field(default=6 * 3600, metadata=_meta(
-        "Seconds between automatic online backups while serving (0 turns them off)."))
+        "Seconds between automatic online backups while serving (0 turns them off).",
+        minimum=0, maximum=366 * 86_400))
     backup_keep: int = field(default=14, metadata=_meta(
-        "Automatic backups kept; older ones are deleted."))
+        "Automatic backups kept; older ones are deleted.", minimum=1, maximum=10_000))
+
     # -- where serve listens (--host / --port override these)
     host: str = field(default="0.0.0.0", metadata=_meta(  # noqa: S104 - a LAN server
         "Address serve listens on (all interfaces by default, for kiosks and TVs on the LAN)."))
     port: int = field(default=8080, metadata=_meta(
-        "TCP port serve listens on (0 picks a free one)."))
+        "TCP port serve listens on (0 picks a free one).", minimum=0, maximum=65_535))
 
     # -- service-time estimate (domain/status.py ServiceEstimator)
     service_min_s: float = field(default=20.0, metadata=_meta(
         "Completed services shorter than this (seconds) are not learnt from: a call "
-        "completed by mistake."))
+        "completed by mistake.", minimum=0, maximum=3_600))
     service_max_s: float = field(default=7200.0, metadata=_meta(
         "Completed services longer than this (seconds) are not learnt from: a ticket "
-        "left open."))
+        "left open. Must exceed JONOT_SERVICE_MIN_S.", minimum=1, maximum=86_400))
     service_window: int = field(default=20, metadata=_meta(
-        "Recent counted services of a queue whose median is its service time."))
+        "Recent counted services of a queue whose median is its service time.",
+        minimum=1, maximum=1_000))
     service_warmup: int = field(default=5, metadata=_meta(
         "Counted services a queue needs before its estimate stops leaning on "
-        "JONOT_DEFAULT_SERVICE_S."))
+        "JONOT_DEFAULT_SERVICE_S.", minimum=0, maximum=1_000))
+
+    # -- printing and cloud sync (SPEC §10) ------------------------------------------------
+    printer: str = field(default="", metadata=_meta(
+        "Kiosk receipt printer, e.g. tcp://192.0.2.10:9100 or usb://VID:PID (also serve "
+        "--printer).", shown="none"))
+    cloud_url: str = field(default="", metadata=_meta(
+        "Base URL of the cloud instance this office syncs with (http:// or https://); "
+        "with JONOT_CLOUD_TOKEN it turns sync on.", shown="none: sync off"))
+    cloud_token: str = field(default="", metadata=_meta(
+        "This office's token for the cloud instance (from jonot-local cloud office add).",
+        shown="none", secret=True))
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_range(f, getattr(self, f.name), env_name(f.name))
+        self._check_rules()
+
+    def _check_rules(self) -> None:
+        """Rules between settings; ``ValueError`` naming the variables."""
+        if self.stream_reserve >= self.threads:
+            raise ValueError(
+                f"JONOT_STREAM_RESERVE ({self.stream_reserve}) must be less than JONOT_THREADS "
+                f"({self.threads}), or no live stream could ever open")
+        if self.connection_limit <= self.threads:
+            raise ValueError(
+                f"JONOT_CONNECTION_LIMIT ({self.connection_limit}) must exceed JONOT_THREADS "
+                f"({self.threads}): open live streams would leave no connection for requests")
+        if self.service_min_s >= self.service_max_s:
+            raise ValueError(
+                f"JONOT_SERVICE_MIN_S ({_num(self.service_min_s)}) must be less than "
+                f"JONOT_SERVICE_MAX_S ({_num(self.service_max_s)})")
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise ValueError(f"JONOT_DATA_DIR: {self.data_dir} is not a folder")
+        if self.printer and "://" not in self.printer:
+            raise ValueError(f"JONOT_PRINTER: {self.printer!r} is not a printer URI "
+                             "(e.g. tcp://192.0.2.10:9100 or usb://VID:PID)")
+        if self.cloud_url and not self.cloud_url.startswith(("http://", "https://")):
+            raise ValueError(f"JONOT_CLOUD_URL: {self.cloud_url!r} must start with "
+                             "http:// or https://")
 
     # -- signing in: password hashing and the budgets against guessing --
     password_hash_method: str = field(default="scrypt", metadata=_meta(
@@ -95,24 +171,38 @@ class Settings:
         "Sign-ins that may wait for a password check; more are refused at once (429)."))
 
     @classmethod
-    def load(cls, overrides: dict[str, Any] | None = None,
-             environ: dict[str, str] | None = None) -> Settings:
+    def load(cls, overrides: Mapping[str, Any] | None = None,
+             environ: Mapping[str, str] | None = None) -> Settings:
         """Defaults, then ``JONOT_*`` environment variables, then ``overrides``.
 
-        Raises ``ValueError`` with the variable's name when a value cannot be parsed.
+        ``None`` in ``overrides`` means "not given". Raises ``ValueError`` naming the
+        variable (or the override key) when a value cannot be read or is out of range,
+        when settings contradict each other, and when an override key is unknown.
+        Logs one warning per unknown ``JONOT_*`` environment variable.
         """
         environ = os.environ if environ is None else environ
         overrides = dict(overrides or {})
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise ValueError(f"unknown setting {unknown[0]!r}{_nearest(unknown[0], known)}")
+        env_names = {env_name(name) for name, f in known.items() if f.metadata.get("env")}
+        for key in sorted(k for k in environ if k.startswith(ENV_PREFIX)):
+            if key not in env_names:
+                log.warning("unknown environment variable %s ignored%s", key,
+                            _nearest(key, env_names, strip=ENV_PREFIX))
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            env_name = "JONOT_" + f.name.upper()
-            if f.name in overrides and overrides[f.name] is not None:
-                raw: Any = overrides[f.name]
-            elif f.metadata.get("env") and env_name in environ:
-                raw = environ[env_name]
+        for name, f in known.items():
+            if overrides.get(name) is not None:
+                raw: Any = overrides[name]
+                label = name
+            elif f.metadata.get("env") and env_name(name) in environ:
+                raw = environ[env_name(name)]
+                label = env_name(name)
             else:
                 continue
-            values[f.name] = _coerce(f.name, f.type, raw, env_name)
+            values[name] = _coerce(f, raw, label)
+            _check_range(f, values[name], label)
         return cls(**values)
 
     @classmethod
@@ -120,25 +210,127 @@ class Settings:
         """(environment variable, default, help) for every setting."""
         out = []
         for f in fields(cls):
-            if f.default is not MISSING:
+            if f.metadata.get("shown") is not None:
+                default = f.metadata["shown"]
+            elif f.default is not MISSING:
                 default = str(f.default)
-            elif f.name == "data_dir":
-                default = "platform user data dir"
             else:
                 default = "computed at start"
-            out.append(("JONOT_" + f.name.upper(), default, f.metadata["help"]))
+            help_text = f.metadata["help"]
+            low, high = f.metadata.get("min"), f.metadata.get("max")
+            if low is not None or high is not None:
+                help_text += f" Range: {_range_text(low, high)}."
+            out.append((env_name(f.name), default, help_text))
         return out
 
+    def shown(self, name: str) -> str:
+        """The value of setting ``name`` as a listing may print it (secrets masked)."""
+        f = next(f for f in fields(self) if f.name == name)
+        value = getattr(self, name)
+        if f.metadata.get("secret") and value:
+            return "(set)"
+        return str(value)
 
-def _coerce(name: str, type_name: Any, raw: Any, env_name: str) -> Any:
-    type_name = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", "")
+
+def env_name(name: str) -> str:
+    """The environment variable of setting ``name``: ``JONOT_<NAME>``."""
+    return ENV_PREFIX + name.upper()
+
+
+def markdown_table() -> str:
+    """The README's settings table, one row per setting, from ``Settings.describe()``."""
+    rows = ["| variable | default | what it does |", "|---|---|---|"]
+    for env, default, help_text in Settings.describe():
+        rows.append(f"| `{env}` | {default} | {help_text.replace('|', '/')} |")
+    return "\n".join(rows)
+
+
+def readme_with_table(text: str) -> str:
+    """``text`` (the README) with the block between the settings markers regenerated."""
+    start, end = text.index(README_START), text.index(README_END)
+    return text[:start + len(README_START)] + "\n" + markdown_table() + "\n" + text[end:]
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.0f}" if float(value).is_integer() else str(value)
+
+
+def _nearest(name: str, candidates: Any, strip: str = "") -> str:
+    """`` (did you mean X?)`` for the candidate closest to ``name``, or ``""``."""
+    by_stem = {c.removeprefix(strip): c for c in candidates}
+    close = difflib.get_close_matches(name.removeprefix(strip), sorted(by_stem), n=1,
+                                      cutoff=0.6)
+    return f" (did you mean {by_stem[close[0]]}?)" if close else ""
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _coerce(f: Field[Any], raw: Any, label: str) -> Any:
+    """``raw`` (a string from the environment, or a Python value) as the field's type."""
+    type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
     try:
         if type_name == "Path":
+            if isinstance(raw, str) and not raw.strip():
+                raise ValueError
             return Path(raw).expanduser()
-        if type_name == "int":
-            return int(raw)
-        if type_name == "float":
-            return float(raw)
-        return str(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"{env_name}: cannot read {raw!r} as {type_name}") from None
+        if type_name == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in _TRUE or text in _FALSE:
+                return text in _TRUE
+            raise ValueError
+        if type_name in ("int", "float"):
+            if isinstance(raw, bool):
+                raise ValueError
+            if isinstance(raw, str):
+                return int(raw.strip()) if type_name == "int" else float(raw.strip())
+            if type_name == "int" and isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            if not isinstance(raw, int | float):
+                raise ValueError
+            return int(raw) if type_name == "int" else float(raw)
+        if not isinstance(raw, str):
+            raise ValueError
+        return raw
+    except (TypeError, ValueError, OverflowError):
+        names = {"int": "a whole number", "float": "a number", "bool": "true or false",
+                 "Path": "a folder path", "str": "text"}
+        raise ValueError(f"{label}: cannot read {raw!r} as "
+                         f"{names.get(type_name, type_name)}") from None
+
+
+def _check_range(f: Field[Any], value: Any, label: str) -> None:
+    low, high = f.metadata.get("min"), f.metadata.get("max")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if value != value:  # NaN
+        raise ValueError(f"{label}: {value} is not a number")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{label}: {_num(value)} is out of range ({_range_text(low, high)})")
+
+
+def _range_text(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"{_num(low)} to {_num(high)}"
+    return f"at least {_num(low)}" if low is not None else f"at most {_num(high)}"
+
+
+def main(argv: list[str]) -> int:
+    """Print the README settings table, or with ``--write FILE`` refresh it in FILE."""
+    if len(argv) == 2 and argv[0] == "--write":
+        path = Path(argv[1])
+        path.write_text(readme_with_table(path.read_text(encoding="utf-8")), encoding="utf-8")
+        return 0
+    if argv:
+        print("usage: python -m jonot_local.settings [--write README.md]", file=sys.stderr)
+        return 2
+    print(markdown_table())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
+import string
 import subprocess
 import sys
 import time
@@ -44,26 +46,69 @@ def ticket_rows(db_file: Path) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-def staff_world(data_dir: Path, **overrides: Any) -> Any:
-    """An app on ``data_dir`` with a staff account and its bearer headers, for module fixtures.
+#: Settings every in-process test app starts from: look-ups by hash are not padded.
+TEST_SETTINGS: dict[str, Any] = {"hash_lookup_floor_ms": 0, "password_hash_method": CHEAP_HASH}
 
-    Returns ``app``, ``store``, ``uid`` and ``headers``; close ``store`` when done.
-    Hash look-ups are neither padded nor limited unless ``overrides`` say so.
+
+def build_app(data_dir: Path, **overrides: Any) -> Any:
+    """An app on ``data_dir`` with ``TEST_SETTINGS`` and ``overrides``, without accounts.
+
+    The environment is ignored (``JONOT_*`` of the shell never leaks in). Close its
+    store when done.
     """
-    from types import SimpleNamespace
-
     from jonot_local.settings import Settings
 
-    settings = Settings.load({"data_dir": data_dir, "hash_lookup_floor_ms": 0,
-                              "hash_lookup_per_min": 100_000, "password_hash_method": CHEAP_HASH,
-                              **overrides}, environ={})
-    app = create_app(settings)
-    store = app.extensions["jonot"].store
-    with store.write() as tx:
-        staff = users.create_user(tx, STAFF[0], STAFF[1], role="staff")
-        bearer, _ = users.issue_token(tx, staff["id"], 3600)
-    return SimpleNamespace(app=app, store=store, uid=staff["id"],
-                           headers={"Authorization": f"Bearer {bearer}"})
+    return create_app(Settings.load({"data_dir": data_dir, **TEST_SETTINGS, **overrides},
+                                    environ={}))
+
+
+class World:
+    """One office shared by the tests of a module: admin and staff accounts with bearer
+    headers, and fresh queues and desks on demand (prefixes no other test of the world
+    uses), so tests share the database without depending on each other."""
+
+    def __init__(self, data_dir: Path, **overrides: Any) -> None:
+        self.app = build_app(data_dir, **overrides)
+        self.store = self.app.extensions["jonot"].store
+        with self.store.write() as tx:
+            admin = users.create_user(tx, ADMIN[0], ADMIN[1], role="admin")
+            staff = users.create_user(tx, STAFF[0], STAFF[1], role="staff")
+            admin_token, _ = users.issue_token(tx, admin["id"], 3600)
+            staff_token, _ = users.issue_token(tx, staff["id"], 3600)
+        self.admin_id, self.staff_id = admin["id"], staff["id"]
+        self.admin = {"Authorization": f"Bearer {admin_token}"}
+        self.staff = {"Authorization": f"Bearer {staff_token}"}
+        self._prefixes = ("".join(p) for p in itertools.product(string.ascii_uppercase,
+                                                                 repeat=3))
+
+    def prefix(self) -> str:
+        """A queue prefix not used before in this world."""
+        return next(self._prefixes)
+
+    def office(self) -> dict[str, Any]:
+        """Fresh queues ``a`` and ``lab``; desk ``room1`` serves a, ``room2`` a then lab."""
+        from jonot_local.domain import queues
+
+        p1, p2 = self.prefix(), self.prefix()
+        with self.store.write() as tx:
+            a = queues.create_queue(tx, name=f"General {p1}", prefix=p1)
+            lab = queues.create_queue(tx, name=f"Laboratory {p2}", prefix=p2)
+            room1 = queues.create_desk(tx, name=f"Room 1 {p1}", queue_ids=[a.id])
+            room2 = queues.create_desk(tx, name=f"Room 2 {p1}", queue_ids=[a.id, lab.id])
+        return {"a": a, "lab": lab, "room1": room1, "room2": room2}
+
+    def close(self) -> None:
+        self.app.extensions["jonot"].hub.close()
+        self.store.close()
+
+
+def staff_world(data_dir: Path, **overrides: Any) -> World:
+    """The former module-world helper, for tests written against it: a ``World`` that
+    also answers ``.headers`` (staff) and ``.uid`` (staff id). New tests use
+    ``pytest.mark.shared_world`` (see conftest) or ``World``."""
+    made = World(data_dir, **{"hash_lookup_per_min": 100_000, **overrides})
+    made.headers, made.uid = made.staff, made.staff_id
+    return made
 
 
 class LiveServer:

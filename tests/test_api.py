@@ -14,33 +14,13 @@ from typing import Any
 import pytest
 
 from jonot_local import __version__
-from jonot_local.app import create_app
-from jonot_local.domain import users
 
-from .support import ADMIN, STAFF
+from .support import STAFF
 
 _PREFIXES = ("".join(p) for p in itertools.product("ABCDEFGHIJKLMNOPQRSTUVWXYZ", repeat=2))
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    app = create_app({"data_dir": tmp_path_factory.mktemp("api") / "data",
-                      "hash_lookup_floor_ms": 0, "default_service_s": 120})
-    store = app.extensions["jonot"].store
-    with store.write() as tx:
-        admin = users.create_user(tx, ADMIN[0], ADMIN[1], role="admin")
-        staff = users.create_user(tx, STAFF[0], STAFF[1], role="staff")
-        admin_token, _ = users.issue_token(tx, admin["id"], 3600)
-        staff_token, _ = users.issue_token(tx, staff["id"], 3600)
-    yield SimpleNamespace(app=app, store=store, staff_id=staff["id"],
-                          admin={"Authorization": f"Bearer {admin_token}"},
-                          staff={"Authorization": f"Bearer {staff_token}"})
-    store.close()
-
-
-@pytest.fixture
-def client(world: Any) -> Any:
-    return world.app.test_client()
+pytestmark = pytest.mark.shared_world(default_service_s=120)
 
 
 class Api:
@@ -76,7 +56,7 @@ def api(client: Any, world: Any) -> Api:
 
 
 @pytest.fixture
-def office(api: Api) -> Any:
+def api_office(api: Api) -> Any:
     """Two fresh queues and two desks: desk1 serves q1; desk2 serves q1 then q2."""
     p1, p2 = next(_PREFIXES), next(_PREFIXES)
     q1 = api.post("/queues", {"name": f"General {p1}", "prefix": p1}, 201, who="admin")
@@ -131,17 +111,17 @@ def test_queue_create_read_update_close_and_reopen(api):
     assert taken["code"] == "conflict"
 
 
-def test_queue_list_order_counts_and_paging(api, office):
-    api.join(office.q1["id"])
-    api.join(office.q1["id"])
+def test_queue_list_order_counts_and_paging(api, api_office):
+    api.join(api_office.q1["id"])
+    api.join(api_office.q1["id"])
     everything = api.get("/queues?limit=500", who=None)
     assert everything["total"] == len(everything["items"]) and everything["offset"] == 0
     orders = [q["sort_order"] for q in everything["items"]]
     assert orders == sorted(orders)
     mine = {q["id"]: q for q in everything["items"]}
-    assert mine[office.q1["id"]]["waiting"] == 2 and mine[office.q2["id"]]["waiting"] == 0
+    assert mine[api_office.q1["id"]]["waiting"] == 2 and mine[api_office.q2["id"]]["waiting"] == 0
     # desk1 and desk2 both serve q1: 2 people × 120 s ÷ 2 desks
-    assert mine[office.q1["id"]]["estimated_wait_s"] == 120
+    assert mine[api_office.q1["id"]]["estimated_wait_s"] == 120
     page = api.get("/queues?limit=1&offset=1", who=None)
     assert page["items"] == [everything["items"][1]]
     assert (page["total"], page["limit"], page["offset"]) == (everything["total"], 1, 1)
@@ -149,66 +129,66 @@ def test_queue_list_order_counts_and_paging(api, office):
 
 # -- desks and displays -------------------------------------------------------------------------
 
-def test_desk_create_list_get_update(api, office):
-    assert office.d2["queue_ids"] == [office.q1["id"], office.q2["id"]]
-    assert office.d2["pick_mode"] == "queue_order"
+def test_desk_create_list_get_update(api, api_office):
+    assert api_office.d2["queue_ids"] == [api_office.q1["id"], api_office.q2["id"]]
+    assert api_office.d2["pick_mode"] == "queue_order"
     listed = api.get("/desks?limit=500")
-    assert office.d1 in listed["items"] and listed["total"] >= 2
-    assert api.get(f"/desks/{office.d1['id']}") == office.d1
-    updated = api.patch(f"/desks/{office.d2['id']}", {
-        "name": "Room 9" + office.p2, "queue_ids": [office.q2["id"], office.q1["id"]],
+    assert api_office.d1 in listed["items"] and listed["total"] >= 2
+    assert api.get(f"/desks/{api_office.d1['id']}") == api_office.d1
+    updated = api.patch(f"/desks/{api_office.d2['id']}", {
+        "name": "Room 9" + api_office.p2, "queue_ids": [api_office.q2["id"], api_office.q1["id"]],
         "pick_mode": "oldest"}, who="admin")
-    assert updated["queue_ids"] == [office.q2["id"], office.q1["id"]]
-    assert updated["pick_mode"] == "oldest" and updated["name"] == "Room 9" + office.p2
+    assert updated["queue_ids"] == [api_office.q2["id"], api_office.q1["id"]]
+    assert updated["pick_mode"] == "oldest" and updated["name"] == "Room 9" + api_office.p2
     clash = api.post("/desks", {"name": updated["name"].lower(),
-                                "queue_ids": [office.q1["id"]]}, 409, who="admin")
+                                "queue_ids": [api_office.q1["id"]]}, 409, who="admin")
     assert clash["code"] == "conflict"
 
 
-def test_display_create_list_and_state(api, office):
-    display = api.post("/displays", {"name": "Lobby " + office.p1,
-                                     "queue_ids": [office.q1["id"]]}, 201, who="admin")
-    assert display["queue_ids"] == [office.q1["id"]]
+def test_display_create_list_and_state(api, api_office):
+    display = api.post("/displays", {"name": "Lobby " + api_office.p1,
+                                     "queue_ids": [api_office.q1["id"]]}, 201, who="admin")
+    assert display["queue_ids"] == [api_office.q1["id"]]
     assert display in api.get("/displays?limit=500", who=None)["items"]
-    ticket = api.join(office.q1["id"])
-    api.join(office.q1["id"])
-    api.post(f"/desks/{office.d1['id']}/call-next")
+    ticket = api.join(api_office.q1["id"])
+    api.join(api_office.q1["id"])
+    api.post(f"/desks/{api_office.d1['id']}/call-next")
     state = api.get(f"/displays/{display['id']}/state", who=None)
     assert state["display"] == display
-    assert [q["id"] for q in state["queues"]] == [office.q1["id"]]
+    assert [q["id"] for q in state["queues"]] == [api_office.q1["id"]]
     q = state["queues"][0]
     assert q["waiting"] == 1 and q["now_serving"]["code"] == ticket["code"]
-    assert q["now_serving"]["desk_name"] == office.d1["name"]
+    assert q["now_serving"]["desk_name"] == api_office.d1["name"]
     assert state["recent_calls"][0]["code"] == ticket["code"]
-    assert state["recent_calls"][0]["desk_name"] == office.d1["name"]
-    everything = api.post("/displays", {"name": "All " + office.p1}, 201, who="admin")
+    assert state["recent_calls"][0]["desk_name"] == api_office.d1["name"]
+    everything = api.post("/displays", {"name": "All " + api_office.p1}, 201, who="admin")
     assert everything["queue_ids"] == []
     shown = {q["id"] for q in api.get(f"/displays/{everything['id']}/state", who=None)["queues"]}
-    assert {office.q1["id"], office.q2["id"]} <= shown
+    assert {api_office.q1["id"], api_office.q2["id"]} <= shown
 
 
 # -- joining -----------------------------------------------------------------------------------
 
-def test_anonymous_join_returns_the_ticket_with_its_link(api, client, office):
-    first = api.join(office.q1["id"], {"name": "Maija", "labels": ["wheelchair"],
+def test_anonymous_join_returns_the_ticket_with_its_link(api, client, api_office):
+    first = api.join(api_office.q1["id"], {"name": "Maija", "labels": ["wheelchair"],
                                        "extra": [{"title": "Reason", "value": "lab"}]})
-    second = api.join(office.q1["id"], {"source": "kiosk"})
-    assert (first["number"], first["code"]) == (1, f"{office.p1}001")
-    assert (second["number"], second["code"]) == (2, f"{office.p1}002")
+    second = api.join(api_office.q1["id"], {"source": "kiosk"})
+    assert (first["number"], first["code"]) == (1, f"{api_office.p1}001")
+    assert (second["number"], second["code"]) == (2, f"{api_office.p1}002")
     assert first["state"] == "WAITING" and first["source"] == "remote"
     assert second["source"] == "kiosk"
     assert (first["position"], second["position"]) == (1, 2)
     assert second["estimated_wait_s"] == 60  # 1 ahead × 120 s ÷ 2 desks
     assert len(first["hash"]) == 22 and first["url"].endswith("/t/" + first["hash"])
     assert first["labels"] == []  # staff-only unless marked public
-    assert first["queue_name"] == office.q1["name"]
-    r = client.post(f"/api/v1/queues/{office.q1['id']}/tickets", json={})
+    assert first["queue_name"] == api_office.q1["name"]
+    r = client.post(f"/api/v1/queues/{api_office.q1['id']}/tickets", json={})
     assert r.headers["Location"] == f"/api/v1/tickets/by-hash/{r.json['hash']}"
 
 
-def test_staff_join_with_priority_labels_and_extra(api, office):
-    api.join(office.q1["id"])
-    vip = api.join(office.q1["id"], {
+def test_staff_join_with_priority_labels_and_extra(api, api_office):
+    api.join(api_office.q1["id"])
+    vip = api.join(api_office.q1["id"], {
         "name": "Aino", "phone": "+358 40 1", "priority": "priority", "notes": "walks slowly",
         "labels": [{"value": "VIP", "color": "#f0f"}],
         "extra": [{"title": "Insurance", "value": "Kela"}]}, who="staff")
@@ -217,21 +197,21 @@ def test_staff_join_with_priority_labels_and_extra(api, office):
     assert vip["notes"] == "walks slowly" and vip["extra"] == [
         {"title": "Insurance", "value": "Kela"}]
     assert vip["labels"] == [{"value": "VIP", "color": "#ff00ff", "public": False}]
-    booked = api.join(office.q1["id"], {"source": "appointment"}, who="admin")
+    booked = api.join(api_office.q1["id"], {"source": "appointment"}, who="admin")
     assert booked["source"] == "appointment"
-    called = api.post(f"/desks/{office.d1['id']}/call-next")
+    called = api.post(f"/desks/{api_office.d1['id']}/call-next")
     assert called["id"] == vip["id"]
 
 
 # -- the staff list ----------------------------------------------------------------------------
 
-def test_ticket_list_filters_sort_and_paging(api, office):
-    q1, q2 = office.q1["id"], office.q2["id"]
+def test_ticket_list_filters_sort_and_paging(api, api_office):
+    q1, q2 = api_office.q1["id"], api_office.q2["id"]
     a1 = api.join(q1, {"source": "kiosk"})
     a2 = api.join(q1)
     b1 = api.join(q2, {"source": "kiosk"})
     a3 = api.join(q1, {"priority": True}, who="staff")
-    api.post(f"/tickets/{a2['id']}/call", {"desk_id": office.d1["id"]})
+    api.post(f"/tickets/{a2['id']}/call", {"desk_id": api_office.d1["id"]})
     both = f"queue={q1},{q2}"
 
     def ids(query: str) -> list[str]:
@@ -261,77 +241,77 @@ def test_ticket_list_filters_sort_and_paging(api, office):
 
 # -- one ticket through its life ----------------------------------------------------------------
 
-def test_detail_shows_interactions_in_order(api, office):
-    t = api.join(office.q1["id"])
-    api.post(f"/tickets/{t['id']}/call", {"desk_id": office.d1["id"]})
+def test_detail_shows_interactions_in_order(api, api_office):
+    t = api.join(api_office.q1["id"])
+    api.post(f"/tickets/{t['id']}/call", {"desk_id": api_office.d1["id"]})
     api.post(f"/tickets/{t['id']}/return")
-    api.post(f"/tickets/{t['id']}/call", {"desk_id": office.d2["id"]})
+    api.post(f"/tickets/{t['id']}/call", {"desk_id": api_office.d2["id"]})
     api.post(f"/tickets/{t['id']}/complete")
     detail = api.get(f"/tickets/{t['id']}")
     assert detail["state"] == "COMPLETED" and detail["completed_at"]
     assert [(i["desk_id"], i["outcome"]) for i in detail["interactions"]] == [
-        (office.d1["id"], "returned"), (office.d2["id"], "completed")]
+        (api_office.d1["id"], "returned"), (api_office.d2["id"], "completed")]
     assert all(i["user_id"] == api.world.staff_id for i in detail["interactions"])
     assert detail["called_by"] == api.world.staff_id and detail["version"] == 5
 
 
-def test_call_next_recall_complete_and_queue_empty(api, office):
-    t = api.join(office.q1["id"])
-    called = api.post(f"/desks/{office.d1['id']}/call-next")
+def test_call_next_recall_complete_and_queue_empty(api, api_office):
+    t = api.join(api_office.q1["id"])
+    called = api.post(f"/desks/{api_office.d1['id']}/call-next")
     assert called["id"] == t["id"] and called["state"] == "CALLED"
-    assert called["desk_id"] == office.d1["id"] and called["desk_name"] == office.d1["name"]
+    assert called["desk_id"] == api_office.d1["id"] and called["desk_name"] == api_office.d1["name"]
     assert called["now_serving"]["code"] == t["code"] and called["position"] is None
     recalled = api.post(f"/tickets/{t['id']}/recall", {"version": called["version"]})
     assert recalled["recall_count"] == 1 and recalled["state"] == "CALLED"
     done = api.post(f"/tickets/{t['id']}/complete")
     assert done["state"] == "COMPLETED"
-    empty = api.post(f"/desks/{office.d1['id']}/call-next", status=404)
+    empty = api.post(f"/desks/{api_office.d1['id']}/call-next", status=404)
     assert empty["code"] == "queue_empty"
 
 
-def test_call_out_of_order_skip_and_staff_cancel(api, office):
-    first, second = api.join(office.q1["id"]), api.join(office.q1["id"])
-    called = api.post(f"/tickets/{second['id']}/call", {"desk_id": office.d2["id"]})
-    assert called["desk_name"] == office.d2["name"]
+def test_call_out_of_order_skip_and_staff_cancel(api, api_office):
+    first, second = api.join(api_office.q1["id"]), api.join(api_office.q1["id"])
+    called = api.post(f"/tickets/{second['id']}/call", {"desk_id": api_office.d2["id"]})
+    assert called["desk_name"] == api_office.d2["name"]
     assert api.post(f"/tickets/{second['id']}/skip")["state"] == "SKIPPED"
     canceled = api.post(f"/tickets/{first['id']}/cancel")
     assert canceled["state"] == "CANCELED" and canceled["canceled_by"] == "staff"
 
 
-def test_return_keeps_the_place(api, office):
-    first, second = api.join(office.q1["id"]), api.join(office.q1["id"])
-    api.post(f"/desks/{office.d1['id']}/call-next")
+def test_return_keeps_the_place(api, api_office):
+    first, second = api.join(api_office.q1["id"]), api.join(api_office.q1["id"])
+    api.post(f"/desks/{api_office.d1['id']}/call-next")
     back = api.post(f"/tickets/{first['id']}/return")
     assert back["state"] == "WAITING" and back["position"] == 1
     assert api.get(f"/tickets/{second['id']}")["position"] == 2
 
 
-def test_transfer_keeps_the_code(api, office):
-    t = api.join(office.q1["id"])
-    waiting = api.join(office.q2["id"])
-    api.post(f"/tickets/{t['id']}/call", {"desk_id": office.d1["id"]})
-    moved = api.post(f"/tickets/{t['id']}/transfer", {"queue_id": office.q2["id"]})
-    assert moved["queue_id"] == office.q2["id"] and moved["code"] == t["code"]
+def test_transfer_keeps_the_code(api, api_office):
+    t = api.join(api_office.q1["id"])
+    waiting = api.join(api_office.q2["id"])
+    api.post(f"/tickets/{t['id']}/call", {"desk_id": api_office.d1["id"]})
+    moved = api.post(f"/tickets/{t['id']}/transfer", {"queue_id": api_office.q2["id"]})
+    assert moved["queue_id"] == api_office.q2["id"] and moved["code"] == t["code"]
     assert moved["state"] == "WAITING" and moved["position"] == 2
-    t2 = api.join(office.q1["id"])
-    api.post(f"/tickets/{t2['id']}/call", {"desk_id": office.d1["id"]})
-    front = api.post(f"/tickets/{t2['id']}/transfer", {"queue_id": office.q2["id"],
+    t2 = api.join(api_office.q1["id"])
+    api.post(f"/tickets/{t2['id']}/call", {"desk_id": api_office.d1["id"]})
+    front = api.post(f"/tickets/{t2['id']}/transfer", {"queue_id": api_office.q2["id"],
                                                        "to_front": True})
     assert front["position"] == 1
     assert api.get(f"/tickets/{waiting['id']}")["position"] == 2
 
 
-def test_reorder_within_the_queue(api, office):
-    a, b, c = (api.join(office.q1["id"]) for _ in range(3))
+def test_reorder_within_the_queue(api, api_office):
+    a, b, c = (api.join(api_office.q1["id"]) for _ in range(3))
     moved = api.post(f"/tickets/{c['id']}/reorder", {"after": None})
     assert moved["position"] == 1
     moved = api.post(f"/tickets/{a['id']}/reorder", {"after": b["id"]})
-    order = api.get(f"/tickets?queue={office.q1['id']}&state=WAITING&sort=queue")["items"]
+    order = api.get(f"/tickets?queue={api_office.q1['id']}&state=WAITING&sort=queue")["items"]
     assert [t["id"] for t in order] == [c["id"], b["id"], a["id"]]
 
 
-def test_edit_with_version_and_stale_version(api, office):
-    t = api.join(office.q1["id"])
+def test_edit_with_version_and_stale_version(api, api_office):
+    t = api.join(api_office.q1["id"])
     edited = api.patch(f"/tickets/{t['id']}", {
         "version": t["version"], "name": "Maija", "phone": "040 1", "notes": "deaf",
         "labels": ["interpreter"], "extra": [{"title": "Language", "value": "sign"}],
@@ -349,19 +329,19 @@ def test_edit_with_version_and_stale_version(api, office):
 
 # -- the holder ----------------------------------------------------------------------------------
 
-def test_holder_reads_follows_and_cancels_by_hash(api, office):
-    ahead = api.join(office.q1["id"])
-    mine = api.join(office.q1["id"])
+def test_holder_reads_follows_and_cancels_by_hash(api, api_office):
+    ahead = api.join(api_office.q1["id"])
+    mine = api.join(api_office.q1["id"])
     view = api.get(f"/tickets/by-hash/{mine['hash']}", who=None)
     assert view["code"] == mine["code"] and view["position"] == 2
     assert view["estimated_wait_s"] == 60 and view["desk_name"] is None
     assert view["url"].endswith("/t/" + mine["hash"])
-    api.post(f"/desks/{office.d1['id']}/call-next")
+    api.post(f"/desks/{api_office.d1['id']}/call-next")
     view = api.get(f"/tickets/by-hash/{mine['hash']}", who=None)
     assert view["position"] == 1 and view["now_serving"]["code"] == ahead["code"]
-    api.post(f"/tickets/{mine['id']}/call", {"desk_id": office.d2["id"]})
+    api.post(f"/tickets/{mine['id']}/call", {"desk_id": api_office.d2["id"]})
     view = api.get(f"/tickets/by-hash/{mine['hash']}", who=None)
-    assert view["state"] == "CALLED" and view["desk_name"] == office.d2["name"]
+    assert view["state"] == "CALLED" and view["desk_name"] == api_office.d2["name"]
     canceled = api.post(f"/tickets/by-hash/{mine['hash']}/cancel", who=None)
     assert canceled["state"] == "CANCELED" and canceled["canceled_by"] == "customer"
     again = api.post(f"/tickets/by-hash/{mine['hash']}/cancel", status=409, who=None)

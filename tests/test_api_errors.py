@@ -14,10 +14,6 @@ import jsonschema
 import pytest
 
 from jonot_local.api.openapi import build_document
-from jonot_local.app import create_app
-from jonot_local.domain import users
-
-from .support import ADMIN
 
 DOC = build_document()
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -60,34 +56,18 @@ def assert_problem(r: Any, status: int, code: str | None = None) -> dict[str, An
     return body
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """One office for the whole module: these requests are refused and change nothing."""
-    application = create_app({"data_dir": tmp_path_factory.mktemp("errors"),
-                              "hash_lookup_floor_ms": 0, "hash_miss_per_min": 100_000})
-    store = application.extensions["jonot"].store
-    with store.write() as tx:
-        users.create_user(tx, ADMIN[0], ADMIN[1], role="admin")
-    yield application
-    store.close()
+# One office for the whole module (conftest's shared world): these requests are refused
+# and change nothing.
+pytestmark = pytest.mark.shared_world(hash_miss_per_min=100_000)
 
 
 @pytest.fixture(scope="module")
-def client(app: Any) -> Any:
-    return app.test_client()
-
-
-@pytest.fixture(scope="module")
-def admin_headers(client: Any) -> dict[str, str]:
-    r = client.post("/api/v1/auth/token", json={"username": ADMIN[0], "password": ADMIN[1]})
-    return {"Authorization": f"Bearer {r.json['token']}"}
-
-
-@pytest.fixture(scope="module")
-def ids(client: Any, admin_headers: dict[str, str]) -> dict[str, Any]:
+def ids(world: Any) -> dict[str, Any]:
     """Real ids for every path parameter: a waiting ticket of queue A among them."""
+    client = world.app.test_client()
+
     def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        r = client.post(path, json=body, headers=admin_headers)
+        r = client.post(path, json=body, headers=world.admin)
         assert r.status_code == 201, r.json
         return r.json
 

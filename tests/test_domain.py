@@ -17,62 +17,35 @@ from jonot_local.domain.model import CALLED, WAITING
 from jonot_local.ids import HASH_LENGTH
 from jonot_local.timeutil import to_iso, utcnow
 
-from .support import staff_world
-
 DEFAULT_S = 300.0
 
-# -- one app for the module, fresh queues and desks for each test -----------------------------
+# -- one app for the module (conftest's shared world), fresh queues and desks per test ------
 
-_PREFIXES = ("".join(p) for p in itertools.product(string.ascii_uppercase, repeat=3))
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    made = staff_world(tmp_path_factory.mktemp("domain") / "data",
-                        default_service_s=DEFAULT_S)
-    yield made
-    made.store.close()
+pytestmark = pytest.mark.shared_world(hash_lookup_per_min=100_000, default_service_s=DEFAULT_S)
 
 
 @pytest.fixture
-def store(world: Any) -> Any:
-    return world.store
-
-
-@pytest.fixture
-def client(world: Any) -> Any:
-    return world.app.test_client()
-
-
-@pytest.fixture
-def new_queue(store: Any) -> Any:
+def new_queue(world: Any) -> Any:
     """Make a fresh queue with a prefix no other test uses."""
 
     def make(name: str = "Queue", **kw: Any) -> Any:
-        prefix = next(_PREFIXES)
-        with store.write() as tx:
+        prefix = world.prefix()
+        with world.store.write() as tx:
             return queues.create_queue(tx, name=f"{name} {prefix}", prefix=prefix, **kw)
 
     return make
 
 
 @pytest.fixture
-def new_desk(store: Any) -> Any:
+def new_desk(world: Any) -> Any:
     counter = itertools.count()
 
     def make(queue_list: list[Any], pick_mode: str = "queue_order") -> Any:
-        with store.write() as tx:
-            return queues.create_desk(tx, name=f"Desk {next(_PREFIXES)}{next(counter)}",
+        with world.store.write() as tx:
+            return queues.create_desk(tx, name=f"Desk {world.prefix()}{next(counter)}",
                                       queue_ids=[q.id for q in queue_list], pick_mode=pick_mode)
 
     return make
-
-
-@pytest.fixture
-def office(new_queue: Any, new_desk: Any) -> dict[str, Any]:
-    """Queues ``a`` and ``lab``; desk ``room1`` serves a, ``room2`` serves a then lab."""
-    a, lab = new_queue("General"), new_queue("Laboratory")
-    return {"a": a, "lab": lab, "room1": new_desk([a]), "room2": new_desk([a, lab])}
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -373,13 +346,13 @@ def test_call_next_only_serves_the_desks_queues(store, new_queue, new_desk):
 def test_call_next_records_desk_user_and_now_serving(world, store, office):
     a, room2 = office["a"], office["room2"]
     t = join(store, a)
-    called = do(store, tickets.call_next, room2.id, user_id=world.uid)
+    called = do(store, tickets.call_next, room2.id, user_id=world.staff_id)
     assert (called.id, called.state, called.desk_id, called.called_by) == \
-        (t.id, CALLED, room2.id, world.uid)
+        (t.id, CALLED, room2.id, world.staff_id)
     with store.read() as tx:
         history = tickets.interactions(tx, t.id)
     assert len(history) == 1 and history[0].desk_id == room2.id
-    assert history[0].user_id == world.uid and history[0].started_at == called.called_at
+    assert history[0].user_id == world.staff_id and history[0].started_at == called.called_at
 
 
 # -- closed queues ----------------------------------------------------------------------------
@@ -547,7 +520,7 @@ def test_bad_fields_are_refused_and_use_no_number(store, client, world, office, 
         join(store, a, **{field: value})
     assert err.value.errors[0]["field"] == where
     r = client.post(f"/api/v1/queues/{a.id}/tickets", json={field: value},
-                    headers=world.headers)
+                    headers=world.staff)
     assert r.status_code == 422 and r.mimetype == "application/problem+json"
     body = r.get_json()
     assert body["code"] == "validation_error" and body["errors"][0]["field"] in (where, field)

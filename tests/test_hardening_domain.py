@@ -24,7 +24,7 @@ from jonot_local.domain.text import clean_line, clean_notes
 from jonot_local.migrations import migrate
 from jonot_local.timeutil import to_iso, utcnow
 
-from .support import ADMIN, staff_world
+from .support import World
 from .test_streams import parse_block
 
 _PREFIXES = ("".join(p) for p in itertools.product("XYZ", string.ascii_uppercase,
@@ -50,26 +50,8 @@ def bare_office(bare_store: Any) -> dict[str, Any]:
     return {"a": a, "lab": lab, "room1": room1, "room2": room2}
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One app for the API tests of this module, with staff and admin bearer headers."""
-    made = staff_world(tmp_path_factory.mktemp("hardening") / "data")
-    with made.store.write() as tx:
-        admin = users.create_user(tx, ADMIN[0], ADMIN[1], role="admin")
-        bearer, _ = users.issue_token(tx, admin["id"], 3600)
-    made.admin_headers = {"Authorization": f"Bearer {bearer}"}
-    yield made
-    made.store.close()
-
-
-@pytest.fixture
-def client(world: Any) -> Any:
-    return world.app.test_client()
-
-
-@pytest.fixture
-def staff_headers(world: Any) -> dict[str, str]:
-    return world.headers
+# The API tests of this module share one app (conftest's world, with staff and admin).
+pytestmark = pytest.mark.shared_world(hash_lookup_per_min=100_000)
 
 
 @pytest.fixture
@@ -97,35 +79,35 @@ def live_codes(store: Any) -> list[str]:
 
 def test_the_issue_sequence_is_refused_with_a_reason(client, world, staff_headers):
     r = client.post("/api/v1/queues", json={"name": "General", "prefix": "M"},
-                    headers=world.admin_headers)
+                    headers=world.admin)
     general = r.json
     first = client.post(f"/api/v1/queues/{general['id']}/tickets", json={}).json
     assert first["code"] == "M001"
     r = client.patch(f"/api/v1/queues/{general['id']}", json={"prefix": "N"},
-                     headers=world.admin_headers)
+                     headers=world.admin)
     assert r.status_code == 200 and r.json["prefix"] == "N"
 
     r = client.post("/api/v1/queues", json={"name": "Pharmacy", "prefix": "m"},
-                    headers=world.admin_headers)
+                    headers=world.admin)
     assert r.status_code == 409 and r.json["code"] == "conflict"
     assert r.json["field"] == "prefix" and r.json["live_tickets"] == 1
     assert r.json["message"] == ("Prefix M is still on 1 waiting or called ticket of General; "
                                  "pick another prefix or wait until they are served.")
     # nor by changing another queue's prefix
     other = client.post("/api/v1/queues", json={"name": "Lab", "prefix": "L"},
-                        headers=world.admin_headers).json
+                        headers=world.admin).json
     r = client.patch(f"/api/v1/queues/{other['id']}", json={"prefix": "M"},
-                     headers=world.admin_headers)
+                     headers=world.admin)
     assert r.status_code == 409 and "still on 1 waiting or called ticket" in r.json["message"]
 
     # once M001 is served, M is free again: the code repeats only among ended tickets
     desk = client.post("/api/v1/desks", json={"name": "Room 1", "queue_ids": [general["id"]]},
-                       headers=world.admin_headers).json
+                       headers=world.admin).json
     called = client.post(f"/api/v1/desks/{desk['id']}/call-next", headers=staff_headers).json
     assert called["code"] == "M001"
     client.post(f"/api/v1/tickets/{called['id']}/complete", headers=staff_headers)
     r = client.post("/api/v1/queues", json={"name": "Pharmacy", "prefix": "M"},
-                    headers=world.admin_headers)
+                    headers=world.admin)
     assert r.status_code == 201
     again = client.post(f"/api/v1/queues/{r.json['id']}/tickets", json={}).json
     assert again["code"] == "M001"
@@ -393,8 +375,8 @@ def test_a_call_completed_at_once_does_not_collapse_the_wait(bare_store, bare_of
 
 
 def test_the_api_learns_through_the_settings(tmp_path: Path):
-    own = staff_world(tmp_path / "data", default_service_s=300, service_min_s=60,
-                        service_warmup=1)
+    own = World(tmp_path / "data", hash_lookup_per_min=100_000, default_service_s=300,
+                service_min_s=60, service_warmup=1)
     try:
         store = own.store
         with store.write() as tx:
@@ -407,7 +389,7 @@ def test_the_api_learns_through_the_settings(tmp_path: Path):
             with store.write() as tx:
                 tx.execute("UPDATE interactions SET started_at = ? WHERE ticket_id = ?",
                            (to_iso(utcnow() - timedelta(seconds=seconds)), t.id))
-            r = client.post(f"/api/v1/tickets/{t.id}/complete", headers=own.headers)
+            r = client.post(f"/api/v1/tickets/{t.id}/complete", headers=own.staff)
             assert r.status_code == 200
         summary = client.get("/api/v1/queues").json["items"][0]
         assert summary["service_time_s"] == pytest.approx(150.0, abs=1)

@@ -10,57 +10,22 @@ the HTTP API.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from jonot_local.domain import queues, tickets
+from jonot_local.domain import tickets
 from jonot_local.domain.errors import InvalidTransition, VersionConflict
 from jonot_local.domain.model import CALLED, CANCELED, COMPLETED, SKIPPED, WAITING
 
-from .support import STAFF, staff_world
+from .support import STAFF
 
-# -- one app for the module, a fresh office (queues and desks) for each test ----------------
+# -- one app for the module (conftest's shared world), a fresh office for each test ---------
 # Each test works on its own queues and desks, so sharing the database keeps the
 # table fast (an app with accounts costs about half a second) without coupling tests.
 
-_PREFIXES = (a + b for a, b in itertools.product("ABCDEFGHIJKLMNOPQRSTUVWXYZ", repeat=2))
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    made = staff_world(tmp_path_factory.mktemp("transitions") / "data")
-    yield made
-    made.store.close()
-
-
-@pytest.fixture
-def store(world: Any) -> Any:
-    return world.store
-
-
-@pytest.fixture
-def client(world: Any) -> Any:
-    return world.app.test_client()
-
-
-@pytest.fixture
-def staff_headers(world: Any) -> dict[str, str]:
-    return world.headers
-
-
-@pytest.fixture
-def office(store: Any) -> dict[str, Any]:
-    """Two new queues (``a``, ``lab``); desk room1 serves a, room2 serves a then lab."""
-    p1, p2 = next(_PREFIXES), next(_PREFIXES)
-    with store.write() as tx:
-        a = queues.create_queue(tx, name=f"General {p1}", prefix=p1)
-        lab = queues.create_queue(tx, name=f"Laboratory {p2}", prefix=p2)
-        room1 = queues.create_desk(tx, name=f"Room 1 {p1}", queue_ids=[a.id])
-        room2 = queues.create_desk(tx, name=f"Room 2 {p1}", queue_ids=[a.id, lab.id])
-    return {"a": a, "lab": lab, "room1": room1, "room2": room2}
+pytestmark = pytest.mark.shared_world(hash_lookup_per_min=100_000)
 
 # -- start states: how to bring a fresh ticket there ---------------------------------------
 

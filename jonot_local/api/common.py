@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from flask import g, request
 
 from ..domain import tickets, users
+from ..domain.errors import ValidationError
 from ..domain.model import Desk, Ticket
 from ..runtime import runtime
 from .errors import ApiError
@@ -28,8 +29,9 @@ def json_body(required: bool = True, allowed: Iterable[str] | None = None) -> di
 
     Raises ``ApiError``: 400 when a required body is missing or the body is not a
     JSON object (malformed, too deeply nested, or with text that is not valid
-    Unicode), 415 when a body is sent as anything but JSON, 422 when it holds a
-    field outside ``allowed`` (``None``: any field). An empty optional body is ``{}``.
+    Unicode), 415 when a body is sent as anything but JSON; ``ValidationError`` 422
+    when it holds a field outside ``allowed`` (``None``: any field).
+    An empty optional body is ``{}``.
     """
     raw = request.get_data(cache=True)  # before any form parsing; 413 past the limit
     if not raw:
@@ -49,9 +51,8 @@ def json_body(required: bool = True, allowed: Iterable[str] | None = None) -> di
     if allowed is not None:
         unknown = sorted(set(data) - set(allowed))
         if unknown:
-            raise ApiError(422, "validation_error",
-                           f"Unknown field(s): {', '.join(unknown)}.",
-                           errors=[{"field": k, "message": "is not a known field"}
+            raise ValidationError(f"Unknown field(s): {', '.join(unknown)}.",
+                                  [{"field": k, "message": "is not a known field"}
                                    for k in unknown])
     return data
 
@@ -62,7 +63,7 @@ def field_type(data: dict[str, Any], name: str, types: type | tuple[type, ...],
     """``data[name]`` checked against ``types`` (None allowed when not required).
 
     Booleans are not integers here. ``minimum``/``maximum`` bound integers.
-    Raises ``ApiError`` 422 with the field named in ``errors``.
+    Raises ``ValidationError`` (422) with the field named in ``errors``.
     """
     value = data.get(name)
     if value is None:
@@ -80,9 +81,8 @@ def field_type(data: dict[str, Any], name: str, types: type | tuple[type, ...],
     return value
 
 
-def _field_error(name: str, message: str) -> ApiError:
-    return ApiError(422, "validation_error", f"{name}: {message}",
-                    errors=[{"field": name, "message": message}])
+def _field_error(name: str, message: str) -> ValidationError:
+    return ValidationError.field(name, message)
 
 
 def _type_name(types: tuple[type, ...]) -> str:

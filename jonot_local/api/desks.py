@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Response, jsonify
 
 from ..domain import queues, status, tickets
+from ..domain.display import display_scope, display_state
 from ..runtime import runtime
 from . import blueprint
 from .common import (
@@ -71,7 +70,7 @@ def update_desk(desk_id: str) -> Response:
 def call_next(desk_id: str) -> Response:
     """Call the next ticket for this desk; 404 ``queue_empty`` when none waits."""
     json_body(required=False, allowed=())
-    user_id = current_user()["id"]
+    user_id = current_user()["id"]  # type: ignore[index]  # @require: never None
     with runtime().store.write() as tx:
         ticket = tickets.call_next(tx, desk_id, user_id=user_id)
         data = ticket_json(ticket)
@@ -101,21 +100,10 @@ def create_display() -> tuple[Response, int]:
     return jsonify(display), 201
 
 
-def display_state(tx: Any, display: dict[str, Any]) -> dict[str, Any]:
-    """What a display shows: its queues (waiting, now serving) and the latest calls."""
-    default_s = runtime().settings.default_service_s
-    all_queues = queues.list_queues(tx)
-    wanted = display["queue_ids"]
-    shown = [q for q in all_queues if not wanted or q.id in wanted]
-    return {
-        "display": display,
-        "queues": [status.queue_summary(tx, q, default_s) for q in shown],
-        "recent_calls": status.recent_calls(tx, [q.id for q in shown], limit=6),
-    }
-
-
 @blueprint.get("/displays/<display_id>/state")
 def get_display_state(display_id: str) -> Response:
     """Now serving per queue, the last calls and waiting counts, for a TV."""
     with runtime().store.read() as tx:
-        return jsonify(display_state(tx, queues.get_display(tx, display_id)))
+        display = queues.get_display(tx, display_id)
+        return jsonify(display_state(tx, display, display_scope(display),
+                                     runtime().settings.default_service_s))

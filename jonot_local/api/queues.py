@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Response, jsonify
 
 from ..domain import queues, status
@@ -12,7 +14,7 @@ from .common import SORT_ORDER_MAX, SORT_ORDER_MIN, field_type, json_body, page_
 QUEUE_FIELDS = ("name", "prefix", "colour", "open", "sort_order")
 
 
-def _summary(tx, queue) -> dict:  # type: ignore[no-untyped-def]
+def _summary(tx: Any, queue: Any) -> dict[str, Any]:
     return status.queue_summary(tx, queue, runtime().settings.default_service_s)
 
 
@@ -66,5 +68,5 @@ def update_queue(queue_id: str) -> Response:
     return jsonify(data)
 
 
-def _sort_order(body: dict) -> int | None:  # type: ignore[type-arg]
+def _sort_order(body: dict[str, Any]) -> int | None:
     return field_type(body, "sort_order", int, minimum=SORT_ORDER_MIN, maximum=SORT_ORDER_MAX)

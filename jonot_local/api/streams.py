@@ -44,6 +44,7 @@ from flask import Response, current_app, request, stream_with_context
 
 from ..db import Store
 from ..domain import queues, status, tickets
+from ..domain.display import Scope, display_state
 from ..domain.errors import NotFound, ValidationError
 from ..domain.model import TERMINAL
 from ..events import EventHub
@@ -59,8 +60,6 @@ FRAME_CACHE = 512              # public frames kept (by event sequence number)
 HEARTBEAT = b": keep-alive\n\n"
 PUBLIC_TICKET_FIELDS = ("action", "code", "queue_id", "prev_queue_id", "state", "desk_id",
                         "desk_name", "recall_count", "at")
-
-Scope = frozenset[str] | None  # the queue ids a viewer follows; None: every queue
 
 
 # -- framing -----------------------------------------------------------------------------
@@ -247,21 +246,6 @@ def in_scope(event: dict[str, Any], scope: Scope) -> bool:
     return event.get("queue_id") in scope or event.get("prev_queue_id") in scope
 
 
-def public_state(tx: Any, display: dict[str, Any] | None, scope: Scope,
-                 default_service_s: float) -> dict[str, Any]:
-    """What a display shows now: its queues (waiting, now serving) and the latest calls."""
-    shown = [q for q in queues.list_queues(tx) if scope is None or q.id in scope]
-    if scope is None:
-        recent = status.recent_calls(tx, None, limit=6)
-    else:
-        recent = status.recent_calls(tx, [q.id for q in shown], limit=6) if shown else []
-    return {
-        "display": display,
-        "queues": [status.queue_summary(tx, q, default_service_s) for q in shown],
-        "recent_calls": recent,
-    }
-
-
 class _Streams:
     """Per-app stream bookkeeping: the slot counter and the shared public feed."""
 
@@ -336,7 +320,7 @@ def _state_frame(rt: Runtime, display: dict[str, Any] | None, scope: Scope) -> t
     """The full state now, as a ``state`` frame, and the sequence number it covers."""
     seq = rt.hub.last_seq  # read first: everything up to seq is committed, so in the state
     with rt.store.read() as tx:
-        data = public_state(tx, display, scope, rt.settings.default_service_s)
+        data = display_state(tx, display, scope, rt.settings.default_service_s)
     return seq, sse_frame("state", data, rt.hub.event_id(seq), RETRY_MS)
 
 
@@ -350,7 +334,7 @@ def _public_chunks(rt: Runtime, feed: PublicFeed, display: dict[str, Any] | None
         after, first = _state_frame(rt, display, scope)
         said = True
     else:
-        after = replay[-1][0] if replay else resume
+        after = replay[-1][0] if replay else (resume or 0)
         missed = feed.frames(replay, scope)
         first = f"retry: {RETRY_MS}\n\n".encode() + missed
         said = bool(missed)

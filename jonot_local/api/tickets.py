@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, current_app, jsonify, request, url_for
+from flask import Response, jsonify, request, url_for
 
 from ..domain import listing, status, tickets
 from ..domain.errors import NotFound, ValidationError
@@ -87,18 +86,8 @@ def join(queue_id: str) -> tuple[Response, int]:
 
 # -- holder (by hash) ---------------------------------------------------------------------
 
-_limits_lock = threading.Lock()
-
-
 def _limits() -> HashLookupLimits:
-    ext = current_app.extensions
-    if "jonot_limits" not in ext:
-        with _limits_lock:
-            if "jonot_limits" not in ext:
-                settings = runtime().settings
-                ext["jonot_limits"] = HashLookupLimits(settings.hash_lookup_per_min,
-                                                       settings.hash_miss_per_min)
-    return ext["jonot_limits"]
+    return runtime().hash_limits  # built in create_app
 
 
 def _client_key() -> str:
@@ -244,7 +233,7 @@ EDIT_FIELDS = ("version", "name", "phone", "notes", "labels", "extra", "priority
 def _staff_action(ticket_id: str, action: str) -> Response:
     body = json_body(required=False, allowed=ACTION_FIELDS[action])
     version = field_type(body, "version", int)
-    user_id = current_user()["id"]
+    user_id = current_user()["id"]  # type: ignore[index]  # @require: never None
     settings = runtime().settings
     with runtime().store.write() as tx:
         if action == "call":

@@ -1,7 +1,9 @@
 """Domain errors: what went wrong, in terms of the queue, never of HTTP.
 
 Each carries a stable machine ``code``; the HTTP adapter maps codes to status
-codes in one table (``jonot_local.api.errors``).
+codes in one table (``jonot_local.api.errors``). ``details`` given as keywords
+travel with the error (plain values appear in the API's problem body); a
+``retry_after`` detail (seconds) also becomes a ``Retry-After`` header.
 """
 
 from __future__ import annotations
@@ -58,3 +60,13 @@ class ValidationError(DomainError):
 
 class AuthError(DomainError):
     code = "unauthorized"
+
+
+class RateLimited(DomainError):
+    """Over a budget (guesses, joins …): try again in ``retry_after`` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float, **details: object) -> None:
+        super().__init__(message, retry_after=retry_after, **details)
+        self.retry_after = retry_after
