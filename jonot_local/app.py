@@ -44,7 +44,10 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
     app.config["JSON_SORT_KEYS"] = False
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
     app.config["JONOT_VERSION"] = __version__
-    app.extensions["jonot"] = Runtime(settings=settings, store=store, hub=hub)
+    from .api.streams import StreamRegistry
+
+    app.extensions["jonot"] = Runtime(settings=settings, store=store, hub=hub,
+                                      streams=StreamRegistry(settings, store, hub))
     if settings.trusted_proxies > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
                                 x_proto=settings.trusted_proxies,
