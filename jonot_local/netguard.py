@@ -37,6 +37,7 @@ from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 CONNECTION_RETRY_AFTER_S = 5
+ACCEPT_BATCH = 128  # connections accepted per turn of the event loop
 
 # waitress's own error statuses, named as the app names them (see api/errors.py)
 _CODES = {400: "bad_request", 413: "payload_too_large",
@@ -111,7 +112,7 @@ class GuardedParser(HTTPRequestParser):
     """waitress's parser, but a refused request never invites its body (no 100 Continue)."""
 
     def received(self, data: bytes) -> int:
-        consumed = super().received(data)
+        consumed = int(super().received(data))
         if self.error is not None:
             self.expect_continue = False
         return consumed
@@ -128,7 +129,7 @@ class GuardedChannel(HTTPChannel):
                  map: Any = None) -> None:  # noqa: A002 - waitress's signature
         self._serving = False
         super().__init__(server, sock, addr, adj, map=map)
-        self.idle_since = self.creation_time
+        self.idle_since: float = self.creation_time
 
     def service(self) -> None:
         self._serving = True
@@ -179,26 +180,39 @@ class GuardedServer(TcpWSGIServer):
         super().__init__(*args, **kw)
 
     def handle_accept(self) -> None:
+        """Accept what waits, up to ``ACCEPT_BATCH`` connections per loop turn.
+
+        waitress accepts one per turn, so a burst of one client's connections
+        would queue everyone else's behind it for hundreds of milliseconds;
+        refusing one over the cap costs a send and a close.
+        """
+        for _ in range(ACCEPT_BATCH):
+            if len(self._map) >= self.adj.connection_limit or not self._accept_one():
+                return
+
+    def _accept_one(self) -> bool:
+        """Accept one connection; ``False`` when none was waiting."""
         try:
             accepted = self.accept()
             if accepted is None:
-                return
+                return False
             conn, addr = accepted
             self.set_socket_options(conn)
         except OSError:
-            return  # the peer left before we got to it (as waitress does)
+            return False  # the peer left before we got to it (as waitress does)
         addr = self.fix_addr(addr)
         host = str(addr[0]) if isinstance(addr, tuple) and addr else str(addr)
         if not self.connections.admit(host):
             self._refuse(conn)
-            return
+            return True
         try:
             channel = self.channel_class(self, conn, addr, self.adj, map=self._map)
         except OSError:
             self.connections.closed(host)
             conn.close()
-            return
+            return True
         channel.counted_as = host
+        return True
 
     def _refuse(self, conn: socket.socket) -> None:
         """Answer 429 and close, without waiting on the client."""

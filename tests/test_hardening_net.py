@@ -1,8 +1,9 @@
 """What one client may hold: connections, request headers' time, request bodies, live streams.
 
-Against the real (guarded) waitress server on loopback, in a thread of this
-process, with small caps. The test acts as many clients by binding source
-addresses 127.0.0.2, 127.0.0.3, … (all loopback).
+The slot and connection counters alone, then (``slow``) against the real
+guarded waitress server on loopback, in a thread of this process, with small
+caps. The tests act as many clients by binding source addresses 127.0.0.2,
+127.0.0.3, … (all loopback).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import pytest
 
 from jonot_local.app import create_app
 from jonot_local.domain import devices, queues, tickets
+from jonot_local.netguard import ConnectionCounts
 from jonot_local.server import make_server
 from jonot_local.settings import Settings
+from jonot_local.streamslots import SlotLimits, SlotRefused, StreamSlots
 
-pytestmark = pytest.mark.slow
 HOST = "127.0.0.1"
 
 
@@ -162,9 +164,64 @@ def close_all(socks: list[socket.socket]) -> None:
         sock.close()
 
 
+# -- the counters --------------------------------------------------------------------------------
+
+
+def refusal(slots: StreamSlots, client: str, ticket: str | None = None,
+            device: bool = False) -> str | None:
+    try:
+        slots.acquire(client, ticket, device=device)
+    except SlotRefused as refused:
+        return refused.reason
+    return None
+
+
+def test_anonymous_clients_cannot_use_the_device_reserve() -> None:
+    slots = StreamSlots(SlotLimits.of(total=4, device_reserve=2, per_client=0, per_ticket=0))
+    assert [refusal(slots, f"10.0.0.{i}") for i in range(3)] == [None, None, "full"]
+    assert refusal(slots, "10.0.0.9", device=True) is None
+    assert refusal(slots, "10.0.0.9", device=True) is None
+    assert refusal(slots, "10.0.0.9", device=True) == "full"
+    assert slots.in_use == 4
+
+
+def test_devices_use_any_slot_and_are_not_counted_per_client() -> None:
+    slots = StreamSlots(SlotLimits.of(total=3, device_reserve=1, per_client=1, per_ticket=0))
+    assert [refusal(slots, "desk-pc", device=True) for _ in range(3)] == [None, None, None]
+    assert refusal(slots, "phone") == "full" and slots.held_by("desk-pc") == 0
+
+
+def test_per_client_and_per_ticket_caps_and_idempotent_release() -> None:
+    slots = StreamSlots(SlotLimits.of(total=10, device_reserve=0, per_client=2, per_ticket=2))
+    first = slots.acquire("phone", "t1")
+    slots.acquire("phone", "t2")
+    assert refusal(slots, "phone", "t3") == "client"
+    assert refusal(slots, "tablet", "t1") is None
+    assert refusal(slots, "laptop", "t1") == "ticket"
+    first()
+    first()
+    assert slots.held_by("phone") == 1 and slots.in_use == 2
+    assert refusal(slots, "laptop", "t1") is None
+
+
+def test_the_reserve_never_exceeds_the_total() -> None:
+    limits = SlotLimits.of(total=2, device_reserve=50, per_client=-1, per_ticket=-1)
+    assert (limits.device_reserve, limits.per_client, limits.per_ticket) == (2, 0, 0)
+
+
+def test_connection_counts_cap_each_address_alone() -> None:
+    counts = ConnectionCounts(2)
+    assert [counts.admit("10.0.0.2") for _ in range(3)] == [True, True, False]
+    assert counts.admit("10.0.0.3") and counts.refused == 1
+    counts.closed("10.0.0.2")
+    assert counts.admit("10.0.0.2") and counts.held_by("10.0.0.2") == 2
+    assert all(ConnectionCounts(0).admit("x") for _ in range(100))
+
+
 # -- live streams -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_one_address_holding_ticket_streams_cannot_starve_the_display(tmp_path: Path) -> None:
     # 12 stream slots, no device reserve: only the per-client cap protects the display
     with served(tmp_path, threads=16, stream_reserve=4, device_stream_reserve=0,
@@ -190,6 +247,7 @@ def test_one_address_holding_ticket_streams_cannot_starve_the_display(tmp_path: 
             close_all(held)
 
 
+@pytest.mark.slow
 def test_a_registered_display_gets_a_slot_when_anonymous_ones_are_full(tmp_path: Path) -> None:
     # 8 slots, 2 of them only for registered displays and desks
     with served(tmp_path, threads=12, stream_reserve=4, device_stream_reserve=2,
@@ -225,6 +283,7 @@ def test_a_registered_display_gets_a_slot_when_anonymous_ones_are_full(tmp_path:
             close_all(held)
 
 
+@pytest.mark.slow
 def test_one_ticket_may_have_a_few_streams_open(tmp_path: Path) -> None:
     with served(tmp_path, streams_per_ticket=2) as srv:
         held: list[socket.socket] = []
@@ -257,6 +316,7 @@ def test_one_ticket_may_have_a_few_streams_open(tmp_path: Path) -> None:
 # -- connections ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_idle_connections_of_one_address_do_not_stop_health(tmp_path: Path) -> None:
     with served(tmp_path, connection_limit=40, connections_per_address=8,
                 header_timeout_s=30) as srv:
@@ -286,6 +346,7 @@ def test_idle_connections_of_one_address_do_not_stop_health(tmp_path: Path) -> N
         assert srv.server.connections.held_by("127.0.0.2") == 0, "closed ones are not counted"
 
 
+@pytest.mark.slow
 def test_unfinished_headers_are_closed_but_streams_and_slow_bodies_are_not(
         tmp_path: Path) -> None:
     with served(tmp_path, header_timeout_s=1) as srv:
@@ -345,6 +406,7 @@ def _sent_before_close(sock: socket.socket, limit: int) -> int:
     return sent
 
 
+@pytest.mark.slow
 def test_a_declared_100_mb_body_is_refused_on_its_header(tmp_path: Path) -> None:
     with served(tmp_path) as srv, connect(srv.port, "127.0.0.2") as sock:
         t0 = time.monotonic()
@@ -360,6 +422,7 @@ def test_a_declared_100_mb_body_is_refused_on_its_header(tmp_path: Path) -> None
         assert _sent_before_close(sock, 40 * 1024 * 1024) < 8 * 1024 * 1024
 
 
+@pytest.mark.slow
 def test_a_body_of_exactly_the_limit_reaches_the_app(tmp_path: Path) -> None:
     with served(tmp_path) as srv, connect(srv.port, "127.0.0.2") as sock:
         body = json.dumps({"name": "x" * (256 * 1024 - 12)}).encode()
@@ -370,6 +433,7 @@ def test_a_body_of_exactly_the_limit_reaches_the_app(tmp_path: Path) -> None:
         assert status == 422 and problem["code"] == "validation_error"  # the app judged it
 
 
+@pytest.mark.slow
 def test_a_chunked_body_over_the_limit_is_refused(tmp_path: Path) -> None:
     with served(tmp_path) as srv, connect(srv.port, "127.0.0.2") as sock:
         sock.sendall(request_bytes("POST", f"/api/v1/queues/{srv.queue.id}/tickets",
