@@ -1,4 +1,4 @@
-"""``python -m bench [joins|call-next|durability|viewers|signin|all] [--quick] [--verbose]``.
+"""``python -m bench [joins|call-next|durability|viewers|signin|one-client|all] [--quick] [-v]``.
 
 Runs the chosen benchmarks (all by default) and prints their figures, then a
 summary. ``--quick`` uses small sizes (the CI smoke run, well under 30 s
@@ -20,10 +20,10 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import call_next, durability, joins, signin
+from . import call_next, durability, joins, one_client, signin
 from .common import cpu_busy_share, fsync_commits_per_s, print_table, temp_dir, wrk_path
 
-PARTS = ("durability", "joins", "call-next", "viewers", "signin")
+PARTS = ("durability", "joins", "call-next", "viewers", "signin", "one-client")
 QUIET_FSYNC_PER_S = 3000  # WAL + FULL commits/s this kind of machine does when idle
 
 
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         "call-next": lambda: call_next.run(quick=args.quick, verbose=args.verbose),
         "viewers": lambda: _viewers(args.quick, args.verbose),
         "signin": lambda: signin.run(quick=args.quick, verbose=args.verbose),
+        "one-client": lambda: one_client.run(quick=args.quick, verbose=args.verbose),
     }
     results: dict[str, Any] = {"machine": machine, "quick": args.quick}
     failed = []
@@ -143,6 +144,12 @@ def _summary(results: dict[str, Any], parts: tuple[str, ...]) -> None:
     if "one address" in s:
         rows.append(["  wrong passwords checked per min, one address",
                      s["one address"]["wrong_checked_per_min"], "", ""])
+    o = results.get("one-client") or {}
+    if "p99_ms" in o:
+        rows.append(["/health p50 / p99 ms, one address idle-holding, one streaming",
+                     f"{o['p50_ms']} / {o['p99_ms']}", "p99 <= 50", _ok(o["meets_target"])])
+        rows.append(["  idle connections / streams one address got",
+                     f"{o['idle_held']} / {o['streams_held']}", "", ""])
     if rows:
         print_table("Summary", ["figure", "value", "target", ""], rows)
 

@@ -66,7 +66,8 @@ class Viewers:
         request = (f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
                    "Accept: text/event-stream\r\n\r\n").encode()
         for _ in range(n):
-            sock = socket.create_connection((self.host, self.port), timeout=10)
+            sock = socket.create_connection((self.host, self.port), timeout=10,
+                                            source_address=(viewer_address(len(self.socks)), 0))
             sock.sendall(request)
             sock.setblocking(False)
             self.socks.append(sock)
@@ -128,6 +129,13 @@ class Viewers:
         for sock in self.socks:
             sock.close()
         self.selector.close()
+
+
+def viewer_address(i: int) -> str:
+    """The loopback source address of viewer ``i``: 8 viewers per address, as TVs are many
+    machines (one address may hold only so many streams and connections)."""
+    group = i // 8
+    return f"127.0.{10 + group // 250}.{1 + group % 250}"
 
 
 def server_resources(pid: int) -> dict[str, Any]:

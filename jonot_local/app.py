@@ -46,10 +46,13 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
     app.config["SECRET_KEY"] = _secret_key(data_dir)
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
     app.config["JONOT_VERSION"] = __version__
+    from .api.streams import StreamRegistry
+
     app.extensions["jonot"] = Runtime(
         settings=settings, store=store, hub=hub,
         hash_limits=HashLookupLimits(settings.hash_lookup_per_min, settings.hash_miss_per_min),
         signin=SignInGuard(store, settings),
+        streams=StreamRegistry(settings, store, hub),
     )
     if settings.trusted_proxies > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]

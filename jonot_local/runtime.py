@@ -20,6 +20,7 @@ from .signin import SignInGuard
 
 if TYPE_CHECKING:  # the api package imports this module
     from .api.ratelimit import HashLookupLimits
+    from .api.streams import StreamRegistry
 
 
 def _default_hash_limits() -> HashLookupLimits:
@@ -37,6 +38,7 @@ class Runtime:
     #: budgets of look-ups by ticket hash, per client address
     hash_limits: HashLookupLimits = field(default_factory=_default_hash_limits)
     signin: SignInGuard | None = None  # made by create_app
+    streams: StreamRegistry | None = None  # live-stream slots and feed (create_app)
 
 
 def runtime() -> Runtime:

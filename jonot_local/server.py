@@ -3,7 +3,8 @@
 Every open Server-Sent Events stream holds one waitress worker thread, so the
 thread count is high (``threads``) while database connections stay a small
 fixed pool. waitress's default ``select()`` loop cannot watch file
-descriptors numbered 1024 or more; ``poll()`` is used instead.
+descriptors numbered 1024 or more; ``poll()`` is used instead. No one client
+can hold the server: see ``jonot_local.netguard``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
-from waitress.server import create_server
 
+from .netguard import create_guarded_server
 from .runtime import Runtime
+from .settings import Settings
+
+DEFAULT_MAX_BODY = 256 * 1024  # when the app sets no MAX_CONTENT_LENGTH
 
 
 def quiet_logs() -> None:
@@ -27,23 +31,33 @@ def quiet_logs() -> None:
 
 
 def make_server(app: Flask, host: str, port: int) -> Any:
-    """A waitress server bound to ``host:port`` (port 0 picks a free one), not yet running."""
-    settings = app.extensions["jonot"].settings if isinstance(
-        app.extensions.get("jonot"), Runtime) else None
-    threads = settings.threads if settings else 64
-    connection_limit = settings.connection_limit if settings else 200
+    """A waitress server bound to ``host:port`` (port 0 picks a free one), not yet running.
+
+    Guarded (``jonot_local.netguard``): open connections per client address are
+    capped (off behind trusted proxies), request headers must arrive within
+    ``header_timeout_s``, and a body over the app's ``MAX_CONTENT_LENGTH`` is
+    refused with 413 on its header, before it is read.
+    """
+    rt = app.extensions.get("jonot")
+    settings = rt.settings if isinstance(rt, Runtime) else Settings.load(environ={})
+    per_address = 0 if settings.trusted_proxies > 0 else settings.connections_per_address
+    max_body = app.config.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_BODY
     quiet_logs()
-    return create_server(
+    return create_guarded_server(
         app,
+        connections_per_address=per_address,
+        header_timeout_s=settings.header_timeout_s,
         host=host,
         port=port,
-        threads=threads,
-        connection_limit=connection_limit,
+        threads=settings.threads,
+        connection_limit=settings.connection_limit,
         asyncore_use_poll=True,
         # Keep reading while a request runs, so a live stream's client hanging up is
         # noticed at once (waitress.client_disconnected) and its thread freed.
         channel_request_lookahead=1,
         channel_timeout=120,
+        # waitress refuses a body of this size or more: one byte over the app's limit.
+        max_request_body_size=int(max_body) + 1,
         ident="jonot-local",
         clear_untrusted_proxy_headers=True,
     )

@@ -170,6 +170,22 @@ class Settings:
     signin_queue: int = field(default=16, metadata=_meta(
         "Sign-ins that may wait for a password check; more are refused at once (429)."))
 
+    # What one client may hold: connections (per socket address), request
+    # headers' time, live streams (per client address, per ticket, a reserve).
+    connections_per_address: int = field(default=64, metadata=_meta(
+        "Open connections one client address may hold (0: no cap); off behind "
+        "trusted_proxies, where every connection comes from the proxy."))
+    header_timeout_s: float = field(default=15.0, metadata=_meta(
+        "Seconds a connection has to send a request's complete headers, from opening or "
+        "from its previous response; slower ones are closed (live streams are not)."))
+    streams_per_client: int = field(default=32, metadata=_meta(
+        "Live streams one client address may hold (429 beyond; registered displays and "
+        "desks are not counted)."))
+    streams_per_ticket: int = field(default=4, metadata=_meta(
+        "Live streams of one ticket open at once (its holder's tabs; 429 beyond)."))
+    device_stream_reserve: int = field(default=32, metadata=_meta(
+        "Live-stream slots only registered displays and desks may use."))
+
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
              environ: Mapping[str, str] | None = None) -> Settings:

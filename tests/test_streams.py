@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 import requests
 
-from jonot_local.api.streams import PublicFeed, StreamSlots, in_scope, sse_frame
+from jonot_local.api.streams import PublicFeed, in_scope, sse_frame
 from jonot_local.app import create_app
 from jonot_local.domain import queues, tickets, users
 from jonot_local.events import EventHub
+from jonot_local.streamslots import SlotLimits, SlotRefused, StreamSlots
 
 from .support import ADMIN, STAFF, LiveServer, seed_accounts, setup_office, token
 
@@ -178,11 +179,17 @@ def test_hub_replays_the_tail_and_reports_a_gap() -> None:
 
 
 def test_slots_refuse_beyond_the_limit() -> None:
-    slots = StreamSlots(2)
-    assert slots.acquire() and slots.acquire() and not slots.acquire()
-    slots.release()
-    assert slots.acquire() and slots.in_use == 2
-    assert not StreamSlots(-3).acquire()
+    slots = StreamSlots(SlotLimits.of(total=2, device_reserve=0, per_client=0, per_ticket=0))
+    first = slots.acquire("a")
+    slots.acquire("b")
+    with pytest.raises(SlotRefused):
+        slots.acquire("c")
+    first()
+    first()  # a second release gives nothing back twice
+    slots.acquire("c")
+    assert slots.in_use == 2
+    with pytest.raises(SlotRefused):
+        StreamSlots(SlotLimits.of(-3, 0, 0, 0)).acquire("a")
 
 
 def test_scope_filters_by_queue_and_lets_desks_through() -> None:
@@ -301,7 +308,8 @@ def test_events_scoped_to_a_display_or_queues(stream_app: Any) -> None:
 
 
 def test_stream_slots_cap_and_release(tmp_path: Path) -> None:
-    app = make_app(tmp_path, threads=3, stream_reserve=1)  # room for two streams
+    app = make_app(tmp_path, threads=3, stream_reserve=1,  # room for two streams
+                   device_stream_reserve=0)
     client = app.test_client()
     try:
         office = small_office(app.extensions["jonot"].store)
@@ -321,7 +329,7 @@ def test_stream_slots_cap_and_release(tmp_path: Path) -> None:
         assert again.status_code == 200
         again.close()
         second.close()
-        assert app.extensions["jonot_streams"].slots.in_use == 0
+        assert app.extensions["jonot"].streams.slots.in_use == 0
     finally:
         app.extensions["jonot"].hub.close()
         app.extensions["jonot"].store.close()
@@ -350,7 +358,7 @@ def test_hub_close_ends_open_streams_promptly(stream_app: Any) -> None:
     for th in threads:
         th.join(5)
     assert len(done) == 2 and time.monotonic() - t0 < 4  # generous: it is immediate
-    assert stream_app.extensions["jonot_streams"].slots.in_use == 0
+    assert stream_app.extensions["jonot"].streams.slots.in_use == 0
 
 
 def test_unknown_hash_gets_the_404_problem_before_any_stream(client: Any) -> None:
@@ -560,6 +568,7 @@ def test_stream_cap_gives_503_and_gone_clients_free_their_slot(tmp_path: Path) -
     seed_accounts(data_dir)
     # 6 threads, 4 kept for ordinary requests: two streams at most
     server = LiveServer(data_dir, env={"JONOT_THREADS": "6", "JONOT_STREAM_RESERVE": "4",
+                                       "JONOT_DEVICE_STREAM_RESERVE": "0",
                                        "JONOT_SSE_HEARTBEAT_S": "0.3"}).start()
     streams: list[SSEClient] = []
     try:

@@ -383,8 +383,9 @@ def _responses() -> dict[str, dict[str, Any]]:
         "ValidationError": _problem_response(
             "validation_error: errors lists each bad field as {field, message}"),
         "RateLimited": _problem_response(
-            "rate_limited: too many look-ups by hash, or wrong passwords, from this client "
-            "(or too many sign-ins waiting for a password check)", retry_after),
+            "rate_limited: over a per-client budget (look-ups by hash, wrong passwords, "
+            "sign-ins waiting for a password check, live streams per client or per ticket)",
+            retry_after),
         "StreamsFull": _problem_response(
             "streams_full: no room for another live stream now", retry_after),
     }
@@ -652,7 +653,7 @@ def _paths() -> dict[str, dict[str, Any]]:
         "events", "The office's live changes for displays and desks (Server-Sent Events); "
         "no hashes or personal data", "streams", "anyone",
         {**_stream_ok("state (on connect), ticket, queue, desk"),
-         **_resp("NotFound", "ValidationError", "StreamsFull")},
+         **_resp("NotFound", "ValidationError", "RateLimited", "StreamsFull")},
         params=[
             _query("display", {"type": "string"}, "Only the queues of this display"),
             _csv("queue", {"type": "string"}, "Only these queue ids, comma-separated"),

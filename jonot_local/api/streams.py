@@ -21,10 +21,13 @@ client that reconnects anyway gets the final view and ``end`` at once.
 
 Threads: waitress runs each open stream in one worker thread. A stream holds
 no database connection while it waits (it borrows one from the pool for each
-recompute), at most ``threads - stream_reserve`` streams run at once (beyond:
-503 ``streams_full`` with ``Retry-After``), and a slot is released when the
-response is closed — the client went away (noticed at the latest at the next
-heartbeat), the hub closed at shutdown, or the stream ended.
+recompute), at most ``threads - stream_reserve`` streams run at once, and a
+slot is released when the response is closed — the client went away (noticed
+at the latest at the next heartbeat), the hub closed at shutdown, or the
+stream ended. The slots (``jonot_local.streamslots``) keep a reserve for
+registered displays and desks and cap streams per client address and per
+ticket: over a cap 429 ``rate_limited``, when the server is full 503
+``streams_full``, both with ``Retry-After``.
 
 Fan-out: the public payload of a hub event is computed once (one short read)
 and the encoded frame shared by every viewer, so a call costs the same
@@ -40,7 +43,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from flask import Response, current_app, request, stream_with_context
+from flask import Response, request, stream_with_context
 
 from ..db import Store
 from ..domain import queues, status, tickets
@@ -49,13 +52,17 @@ from ..domain.errors import NotFound, ValidationError
 from ..domain.model import TERMINAL
 from ..events import EventHub
 from ..runtime import Runtime, runtime
+from ..settings import Settings
+from ..streamslots import CLIENT, TICKET, SlotLimits, SlotRefused, StreamSlots
 from . import blueprint
+from .clients import client_address, current_device
 from .errors import ApiError
 from .tickets import held_ticket, holder_view
 
 RETRY_MS = 3000                # reconnect hint for a dropped stream
 ENDED_RETRY_MS = 3_600_000     # after a ticket's final event: don't come back soon
-FULL_RETRY_AFTER_S = 10        # Retry-After of a 503 streams_full
+FULL_RETRY_AFTER_S = 10        # Retry-After of a refused stream (429 or 503)
+STREAM_DEVICE_KINDS = ("display", "desk")  # registered devices that may use the reserve
 FRAME_CACHE = 512              # public frames kept (by event sequence number)
 HEARTBEAT = b": keep-alive\n\n"
 PUBLIC_TICKET_FIELDS = ("action", "code", "queue_id", "prev_queue_id", "state", "desk_id",
@@ -95,31 +102,6 @@ class _Pulse:
 
 
 # -- slots -------------------------------------------------------------------------------
-
-class StreamSlots:
-    """A counter of open streams with a hard limit (each holds a waitress thread)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(0, limit)
-        self._used = 0
-        self._lock = threading.Lock()
-
-    @property
-    def in_use(self) -> int:
-        return self._used
-
-    def acquire(self) -> bool:
-        """Take a slot; ``False`` when all are taken."""
-        with self._lock:
-            if self._used >= self.limit:
-                return False
-            self._used += 1
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            self._used = max(0, self._used - 1)
-
 
 class _Closing:
     """The response body of a stream: releases its slot exactly once, when closed or done.
@@ -162,11 +144,35 @@ def _sse_response(chunks: Iterator[bytes], release: Callable[[], None]) -> Respo
     return resp
 
 
-def _streams_full() -> ApiError:
+def _take_slot(rt: Runtime, ticket_id: str | None = None) -> Callable[[], None]:
+    """A stream slot for this request, or the refusal as an ``ApiError`` (429 or 503).
+
+    Registered displays and desks may use the reserve and are not counted per
+    client; everyone else is, by ``client_address()``.
+    """
+    device = current_device()
+    is_device = device is not None and device.get("kind") in STREAM_DEVICE_KINDS
+    try:
+        return registry(rt).slots.acquire(client_address(), ticket_id, device=is_device)
+    except SlotRefused as refused:
+        raise _refusal(rt, refused.reason) from None
+
+
+def _refusal(rt: Runtime, reason: str) -> ApiError:
+    headers = {"Retry-After": str(FULL_RETRY_AFTER_S)}
+    limits = registry(rt).slots.limits
+    if reason == CLIENT:
+        return ApiError(429, "rate_limited",
+                        f"This client already holds {limits.per_client} live streams; close "
+                        f"one, or try again in {FULL_RETRY_AFTER_S} s.", headers=headers)
+    if reason == TICKET:
+        return ApiError(429, "rate_limited",
+                        f"This ticket already has {limits.per_ticket} live streams open; "
+                        f"close a tab, or try again in {FULL_RETRY_AFTER_S} s.",
+                        headers=headers)
     return ApiError(503, "streams_full",
                     "The server has no room for another live stream right now; try again "
-                    f"in {FULL_RETRY_AFTER_S} s (or poll).",
-                    headers={"Retry-After": str(FULL_RETRY_AFTER_S)})
+                    f"in {FULL_RETRY_AFTER_S} s (or poll).", headers=headers)
 
 
 # -- the public feed ------------------------------------------------------------------------
@@ -246,26 +252,23 @@ def in_scope(event: dict[str, Any], scope: Scope) -> bool:
     return event.get("queue_id") in scope or event.get("prev_queue_id") in scope
 
 
-class _Streams:
-    """Per-app stream bookkeeping: the slot counter and the shared public feed."""
+class StreamRegistry:
+    """Per-app stream bookkeeping, made in ``create_app``: the slots and the shared feed."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self.slots = StreamSlots(rt.settings.threads - rt.settings.stream_reserve)
-        self.feed = PublicFeed(rt.store, rt.hub, rt.settings.default_service_s)
+    def __init__(self, settings: Settings, store: Store, hub: EventHub) -> None:
+        self.slots = StreamSlots(SlotLimits.of(
+            total=settings.threads - settings.stream_reserve,
+            device_reserve=settings.device_stream_reserve,
+            per_client=settings.streams_per_client,
+            per_ticket=settings.streams_per_ticket))
+        self.feed = PublicFeed(store, hub, settings.default_service_s)
 
 
-_setup_lock = threading.Lock()
-
-
-def _streams() -> _Streams:
-    ext = current_app.extensions
-    found = ext.get("jonot_streams")
-    if found is None:
-        with _setup_lock:
-            found = ext.get("jonot_streams")
-            if found is None:
-                found = ext["jonot_streams"] = _Streams(runtime())
-    return found
+def registry(rt: Runtime) -> StreamRegistry:
+    """The app's stream registry (``RuntimeError`` if ``create_app`` did not wire one)."""
+    if rt.streams is None:
+        raise RuntimeError("this app has no stream registry (build it with create_app)")
+    return rt.streams
 
 
 def _client_gone() -> Callable[[], bool]:
@@ -305,14 +308,13 @@ def public_events() -> Response:
     resume = rt.hub.parse_last_event_id(
         request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
     poll = request.args.get("poll", "").lower() in ("1", "true", "yes")
-    streams = _streams()
-    if not streams.slots.acquire():
-        raise _streams_full()
+    release = _take_slot(rt)
     try:
-        chunks = _public_chunks(rt, streams.feed, display, scope, resume, poll, _client_gone())
-        return _sse_response(chunks, streams.slots.release)
+        chunks = _public_chunks(rt, registry(rt).feed, display, scope, resume, poll,
+                                _client_gone())
+        return _sse_response(chunks, release)
     except BaseException:
-        streams.slots.release()
+        release()
         raise
 
 
@@ -368,17 +370,15 @@ def ticket_events(ticket_hash: str) -> Response:
     with held_ticket(ticket_hash) as ticket:
         pass  # looked up, limited and padded before the stream starts
     rt = runtime()
-    streams = _streams()
-    if not streams.slots.acquire():
-        raise _streams_full()
+    release = _take_slot(rt, ticket.id)
     try:
         seq = rt.hub.last_seq
         with rt.store.read() as tx:
             view = holder_view(tx, tickets.get(tx, ticket.id))
         chunks = stream_with_context(_ticket_chunks(rt, ticket.id, view, seq, _client_gone()))
-        return _sse_response(chunks, streams.slots.release)
+        return _sse_response(chunks, release)
     except BaseException:
-        streams.slots.release()
+        release()
         raise
 
 
