@@ -1,15 +1,20 @@
 """Every (state, action) pair of the ticket state machine (SPEC §3), allowed or refused.
 
 Allowed moves must reach the right state with ``version`` + 1, the right
-timestamps and one interaction row per call (with its outcome); refused moves
-raise ``InvalidTransition`` (HTTP 409 ``invalid_transition``) and change
-nothing at all. A stale ``version`` is a ``VersionConflict`` (HTTP 409
+timestamps and one interaction row per call (with its outcome and who acted);
+refused moves raise ``InvalidTransition`` (HTTP 409 ``invalid_transition``) and
+change nothing at all. A stale ``version`` is a ``VersionConflict`` (HTTP 409
 ``version_conflict``). The same table is run at the domain level and through
 the HTTP API.
+
+The table of allowed moves and outcomes comes from the state machine's registry
+(``tickets.TRANSITIONS``); this module says how to apply each action and what
+it may change, and a test fails when an action of the registry has no rows here.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +22,7 @@ import pytest
 
 from jonot_local.domain import tickets
 from jonot_local.domain.errors import InvalidTransition, VersionConflict
-from jonot_local.domain.model import CALLED, CANCELED, COMPLETED, SKIPPED, WAITING
+from jonot_local.domain.model import CALLED, CANCELED, COMPLETED, SKIPPED, STATES, WAITING
 
 from .support import STAFF
 
@@ -43,21 +48,19 @@ STARTS: dict[str, tuple[str, list[str]]] = {
     "canceled_called_staff": (CANCELED, ["call", "cancel_staff"]),
 }
 
-ACTIONS = ["call", "recall", "complete", "skip", "cancel_customer", "cancel_staff",
-           "return", "transfer"]
+# The table's actions -> the registered action each one runs (cancel has two callers).
+ACTIONS: dict[str, str] = {
+    "call": "call", "recall": "recall", "complete": "complete", "skip": "skip",
+    "cancel_customer": "cancel", "cancel_staff": "cancel", "return": "return",
+    "transfer": "transfer", "reorder": "reorder",
+}
 
-# (state, action) -> state reached; every other pair is refused.
+# (state, action) -> state reached, from the registry; every other pair is refused.
 ALLOWED: dict[tuple[str, str], str] = {
-    (WAITING, "call"): CALLED,
-    (CALLED, "recall"): CALLED,
-    (CALLED, "complete"): COMPLETED,
-    (CALLED, "skip"): SKIPPED,
-    (WAITING, "cancel_customer"): CANCELED,
-    (WAITING, "cancel_staff"): CANCELED,
-    (CALLED, "cancel_customer"): CANCELED,
-    (CALLED, "cancel_staff"): CANCELED,
-    (CALLED, "return"): WAITING,
-    (CALLED, "transfer"): WAITING,
+    (state, action): target
+    for action, name in ACTIONS.items()
+    for (state, registered), target in tickets.TRANSITIONS.allowed().items()
+    if registered == name
 }
 
 # Columns each allowed action may change (besides version and updated_at).
@@ -70,10 +73,10 @@ MAY_CHANGE: dict[str, set[str]] = {
     "cancel_staff": {"state", "canceled_at", "canceled_by"},
     "return": {"state"},
     "transfer": {"state", "queue_id", "order_key"},
+    "reorder": {"order_key"},
 }
 
-OUTCOME = {"complete": "completed", "skip": "skipped", "cancel_customer": "canceled",
-           "cancel_staff": "canceled", "return": "returned", "transfer": "transferred"}
+OUTCOME = {action: tickets.TRANSITIONS[name].outcome for action, name in ACTIONS.items()}
 
 CASES = [(start, action) for start in STARTS for action in ACTIONS]
 
@@ -102,7 +105,7 @@ def domain_apply(tx: Any, action: str, ticket: tickets.Ticket, office: dict[str,
     if action == "call":
         return tickets.call(tx, tid, office["room2"].id, user_id=user_id, version=version)
     if action == "recall":
-        return tickets.recall(tx, tid, user_id=user_id, version=version)
+        return tickets.recall(tx, tid, version=version)
     if action == "complete":
         return tickets.complete(tx, tid, user_id=user_id, version=version)
     if action == "skip":
@@ -110,12 +113,14 @@ def domain_apply(tx: Any, action: str, ticket: tickets.Ticket, office: dict[str,
     if action == "cancel_customer":
         return tickets.cancel(tx, tid, by="customer", version=version)
     if action == "cancel_staff":
-        return tickets.cancel(tx, tid, by="staff", version=version)
+        return tickets.cancel(tx, tid, by="staff", user_id=user_id, version=version)
     if action == "return":
         return tickets.return_to_queue(tx, tid, user_id=user_id, version=version)
     if action == "transfer":
         return tickets.transfer(tx, tid, other_queue(office, ticket.queue_id),
                                 user_id=user_id, version=version)
+    if action == "reorder":
+        return tickets.reorder(tx, tid, after=None, version=version)
     raise AssertionError(action)
 
 
@@ -157,7 +162,7 @@ def events(store: Any) -> Any:
 def check_allowed(store: Any, office: dict[str, Any], user_id: str | None, action: str,
                   before: dict[str, Any], inter_before: list[dict[str, Any]],
                   target: str) -> None:
-    """The stored effect of an allowed action, compared with the row before it."""
+    """The stored effect of an allowed action by ``user_id``, compared with the row before it."""
     after, inter_after = snapshot(store, before["id"])
     assert after["state"] == target
     assert after["version"] == before["version"] + 1
@@ -191,6 +196,10 @@ def check_allowed(store: Any, office: dict[str, Any], user_id: str | None, actio
         assert inter_before[-1]["ended_at"] is None
         assert last["ended_at"] == now and last["outcome"] == OUTCOME[action]
         assert last["started_at"] == inter_before[-1]["started_at"]
+        # Who ended the call is recorded; a customer's cancel keeps the caller.
+        acted = inter_before[-1]["user_id"] if action == "cancel_customer" else user_id
+        assert last["user_id"] == acted
+        assert after["called_by"] == before["called_by"]
     else:
         assert inter_after == inter_before
     assert all(i["ended_at"] is not None for i in inter_after)
@@ -207,15 +216,60 @@ def check_allowed(store: Any, office: dict[str, Any], user_id: str | None, actio
     elif action == "transfer":
         assert after["queue_id"] == other_queue(office, before["queue_id"])
         assert after["code"] == before["code"]
+    elif action == "reorder":
+        with store.read() as tx:
+            first = tx.one("SELECT MIN(order_key) AS k FROM tickets WHERE queue_id = ? "
+                           "AND state IN ('WAITING', 'CALLED')", (after["queue_id"],))["k"]
+        assert after["order_key"] == first, "after=None moves it to the front"
+
+
+# -- the domain ------------------------------------------------------------------------------
+
+# -- the registry --------------------------------------------------------------------------
+
+def test_every_registered_action_has_rows_in_this_table():
+    assert set(ACTIONS.values()) == set(tickets.TRANSITIONS)
+    assert set(MAY_CHANGE) == set(ACTIONS)
+
+
+def _check_list(sql: str, column: str) -> set[str]:
+    found = re.search(rf"CHECK\s*\(\s*{column}\s+IN\s*\(([^)]*)\)", sql)
+    assert found, f"no CHECK list for {column}"
+    return set(re.findall(r"'([^']*)'", found.group(1)))
+
+
+def test_the_registry_matches_the_schemas_check_lists(store):
+    """States and outcomes are declared by the registry; the schema's CHECKs must agree."""
+    with store.read() as tx:
+        sql = {r["name"]: r["sql"] for r in tx.all(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table'")}
+    assert _check_list(sql["tickets"], "state") == tickets.TRANSITIONS.states() == set(STATES)
+    assert _check_list(sql["interactions"], "outcome") == set(tickets.OUTCOMES)
+
+
+def test_every_registered_action_has_its_route(world):
+    routes = {rule.endpoint: rule for rule in world.app.url_map.iter_rules()}
+    for name in tickets.TRANSITIONS:
+        rule = routes[f"api.ticket_{name}"]
+        assert rule.rule == f"/api/v1/tickets/<ticket_id>/{name}"
+        assert rule.methods == {"POST", "OPTIONS"}
+
+
+def test_an_action_is_refused_with_its_own_wording(store, office):
+    ticket = make_ticket(store, office, "waiting", staff_id(store))
+    with pytest.raises(InvalidTransition) as err, store.write() as tx:
+        tickets.return_to_queue(tx, ticket.id)
+    assert err.value.message.endswith("it cannot be returned to the queue.")
+    assert err.value.details == {"state": WAITING, "action": "return"}
 
 
 # -- the domain ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_domain_transition_table(store, office, events, case):
+def test_domain_transition_table(world, store, office, events, case):
     start, action = case
     uid = staff_id(store)
-    ticket = make_ticket(store, office, start, uid)
+    ticket = make_ticket(store, office, start, world.admin_id)  # the action is by STAFF
     before, inter_before = snapshot(store, ticket.id)
     queues_before = queue_counters(store)
     events.clear()
@@ -355,6 +409,8 @@ def http_apply(client: Any, headers: dict[str, str], action: str, ticket: ticket
         body["desk_id"] = office["room2"].id
     elif action == "transfer":
         body["queue_id"] = other_queue(office, ticket.queue_id)
+    elif action == "reorder":
+        body["after"] = None
     return client.post(f"/api/v1/tickets/{ticket.id}/{path}", json=body, headers=headers)
 
 
@@ -366,10 +422,10 @@ def assert_problem(resp: Any, status: int, code: str) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_http_transition_table(client, store, office, staff_headers, case):
+def test_http_transition_table(world, client, store, office, staff_headers, case):
     start, action = case
     uid = staff_id(store)
-    ticket = make_ticket(store, office, start, uid)
+    ticket = make_ticket(store, office, start, world.admin_id)  # the action is by STAFF
     before, inter_before = snapshot(store, ticket.id)
     target = ALLOWED.get((ticket.state, action))
     version = None if action == "cancel_customer" else ticket.version

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from flask import g, request
 
+from ..bodies import Body
 from ..domain import tickets, users
 from ..domain.errors import ValidationError
 from ..domain.model import Desk, Ticket
@@ -55,6 +56,15 @@ def json_body(required: bool = True, allowed: Iterable[str] | None = None) -> di
                                   [{"field": k, "message": "is not a known field"}
                                    for k in unknown])
     return data
+
+
+def read_body(body: type[Body], *, required: bool = True) -> dict[str, Any]:
+    """The request's JSON object checked against its declaration; the fields sent.
+
+    400/415 as ``json_body``; 422 ``validation_error`` naming every unknown,
+    missing or mistyped field (see ``jonot_local.bodies``).
+    """
+    return body.parse(json_body(required=required))
 
 
 def field_type(data: dict[str, Any], name: str, types: type | tuple[type, ...],

@@ -4,21 +4,37 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
-from ..domain import queues, status, tickets
+from ..bodies import Body, Empty, id_list, text
+from ..domain import queues, tickets
 from ..domain.display import display_scope, display_state
+from ..domain.queues import PICK_MODES
 from ..runtime import runtime
 from . import blueprint
-from .common import (
-    current_user,
-    desk_json,
-    field_type,
-    json_body,
-    page_of,
-    require,
-    ticket_json,
-)
+from .common import current_user, desk_json, page_of, read_body, require
+from .queues import NAME_DOC, NAME_HELP
+from .tickets import staff_view
 
-DESK_FIELDS = ("name", "queue_ids", "pick_mode")
+PICK_MODE_HELP = ("queue_order: the desk's queues in its priority order; "
+                  "oldest: the longest-waiting head across them")
+
+
+class DeskCreate(Body):
+    name = text(required=True, doc=NAME_DOC, description=NAME_HELP)
+    queue_ids = id_list(required=True, min_items=1)
+    pick_mode = text(enum=PICK_MODES, description=PICK_MODE_HELP)
+
+
+class DeskUpdate(Body):
+    """Only the fields given (and not null) change"""
+
+    name = text(doc=NAME_DOC, description=NAME_HELP)
+    queue_ids = id_list(min_items=1)
+    pick_mode = text(enum=PICK_MODES, description=PICK_MODE_HELP)
+
+
+class DisplayCreate(Body):
+    name = text(required=True, doc=NAME_DOC, description=NAME_HELP)
+    queue_ids = id_list()
 
 
 @blueprint.get("/desks")
@@ -34,12 +50,11 @@ def list_desks() -> Response:
 @require("admin")
 def create_desk() -> tuple[Response, int]:
     """Create a desk ``{"name", "queue_ids": [...], "pick_mode"?}``."""
-    body = json_body(allowed=DESK_FIELDS)
-    pick_mode = field_type(body, "pick_mode", str)
+    body = read_body(DeskCreate)
+    pick_mode = body.get("pick_mode")
     with runtime().store.write() as tx:
         desk = queues.create_desk(
-            tx, name=field_type(body, "name", str, required=True),
-            queue_ids=field_type(body, "queue_ids", list, required=True),
+            tx, name=body["name"], queue_ids=body["queue_ids"],
             pick_mode="queue_order" if pick_mode is None else pick_mode)
     return jsonify(desk_json(desk)), 201
 
@@ -56,12 +71,11 @@ def get_desk(desk_id: str) -> Response:
 @require("admin")
 def update_desk(desk_id: str) -> Response:
     """Change a desk's name, queues (priority order) or ``pick_mode``."""
-    body = json_body(allowed=DESK_FIELDS)
+    body = read_body(DeskUpdate)
     with runtime().store.write() as tx:
         desk = queues.update_desk(
-            tx, desk_id, name=field_type(body, "name", str),
-            queue_ids=field_type(body, "queue_ids", list),
-            pick_mode=field_type(body, "pick_mode", str))
+            tx, desk_id, name=body.get("name"), queue_ids=body.get("queue_ids"),
+            pick_mode=body.get("pick_mode"))
     return jsonify(desk_json(desk))
 
 
@@ -69,12 +83,10 @@ def update_desk(desk_id: str) -> Response:
 @require("staff")
 def call_next(desk_id: str) -> Response:
     """Call the next ticket for this desk; 404 ``queue_empty`` when none waits."""
-    json_body(required=False, allowed=())
+    read_body(Empty, required=False)
     user_id = current_user()["id"]  # type: ignore[index]  # @require: never None
     with runtime().store.write() as tx:
-        ticket = tickets.call_next(tx, desk_id, user_id=user_id)
-        data = ticket_json(ticket)
-        data.update(status.ticket_status(tx, ticket, runtime().settings.default_service_s))
+        data = staff_view(tx, tickets.call_next(tx, desk_id, user_id=user_id))
     return jsonify(data)
 
 
@@ -92,11 +104,9 @@ def list_displays() -> Response:
 @require("admin")
 def create_display() -> tuple[Response, int]:
     """Create a display ``{"name", "queue_ids"?}`` (no queues: it shows them all)."""
-    body = json_body(allowed=("name", "queue_ids"))
+    body = read_body(DisplayCreate)
     with runtime().store.write() as tx:
-        display = queues.create_display(
-            tx, name=field_type(body, "name", str, required=True),
-            queue_ids=field_type(body, "queue_ids", list))
+        display = queues.create_display(tx, name=body["name"], queue_ids=body.get("queue_ids"))
     return jsonify(display), 201
 
 

@@ -76,6 +76,12 @@ _RESERVED = frozenset({"type", "title", "status", "code", "message", "detail", "
                        "headers", "retry_after"})
 
 
+def error_codes() -> dict[str, int]:
+    """Every stable ``code`` an API error can carry, with its HTTP status, by status."""
+    codes = {**{code: status for status, code in _HTTP_CODES.items()}, **STATUS_BY_CODE}
+    return dict(sorted(codes.items(), key=lambda item: (item[1], item[0])))
+
+
 class ApiError(Exception):
     """An HTTP-level refusal raised by the adapters (auth, malformed body, limits).
 

@@ -1,10 +1,16 @@
-"""The OpenAPI 3.1 document of ``/api/v1``, built from Python dicts in this one module.
+"""The OpenAPI 3.1 document of ``/api/v1``.
 
 It describes what the code does, not an ideal: a test compares its paths and
 methods with Flask's url_map both ways, and schemathesis checks the real
 responses (bodies, status codes, headers) against it. Every operation carries
 ``x-jonot-role`` (``anyone``, ``holder``, ``staff`` or ``admin``) so tests can
 walk the access rules from the document itself.
+
+Derived, not written twice: the request body schemas come from the body
+declarations (``jonot_local.bodies``, and the ``Body`` classes beside the
+endpoints), the ticket actions' operations from the state machine's registry
+(``tickets.TRANSITIONS``), the error codes from ``api.errors``. Response
+schemas are written here.
 
 Response objects are closed (``additionalProperties: false``) so that a field
 the code starts returning must be documented here first; problem bodies stay
@@ -18,13 +24,19 @@ import functools
 from typing import Any
 
 from .. import __version__
+from ..bodies import Body, Empty, nullable
 from ..domain.devices import KINDS as DEVICE_KINDS
 from ..domain.listing import SORTS as TICKET_SORTS
-from ..domain.model import OUTCOMES, SOURCES, STATES
+from ..domain.model import SOURCES, STATES
 from ..domain.queues import PICK_MODES
+from ..domain.tickets import OUTCOMES, TRANSITIONS
 from ..domain.users import ROLES
 from ..ids import HASH_LENGTH
-from .common import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, SORT_ORDER_MAX, SORT_ORDER_MIN
+from . import errors as api_errors
+from .common import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
+from .desks import DeskCreate, DeskUpdate, DisplayCreate
+from .queues import NAME_DOC, NAME_HELP, QueueCreate, QueueUpdate
+from .tickets import JoinRequest, TicketUpdate
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
@@ -36,21 +48,6 @@ SSE = "text/event-stream"
 
 def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` or null: ``type: [x, "null"]`` for simple types, ``anyOf`` for refs."""
-    if "$ref" in schema:
-        return {"anyOf": [schema, {"type": "null"}]}
-    out = dict(schema)
-    kind = out.get("type")
-    if isinstance(kind, str):
-        out["type"] = [kind, "null"]
-    elif isinstance(kind, list) and "null" not in kind:
-        out["type"] = [*kind, "null"]
-    if "enum" in out and None not in out["enum"]:
-        out["enum"] = [*out["enum"], None]
-    return out
 
 
 def obj(props: dict[str, Any], required: list[str] | tuple[str, ...] = (), *,
@@ -79,11 +76,8 @@ def _problem() -> dict[str, Any]:
         "type": {"type": "string", "format": "uri"},
         "title": STR,
         "status": {"type": "integer", "minimum": 400, "maximum": 599},
-        "code": {"type": "string", "description": "Stable machine code: validation_error, "
-                 "not_found, queue_empty, queue_closed, invalid_transition, version_conflict, "
-                 "conflict, unauthorized, forbidden, rate_limited, streams_full, bad_request, "
-                 "unsupported_media_type, payload_too_large, method_not_allowed, "
-                 "internal_error …"},
+        "code": {"type": "string", "description": "Stable machine code: "
+                 + ", ".join(api_errors.error_codes())},
         "message": {"type": "string", "description": "For people: what went wrong and what "
                     "to do."},
         "detail": {"type": "string", "description": "Same as message (RFC 9457 name)."},
@@ -248,104 +242,24 @@ def _list_of(item: str) -> dict[str, Any]:
     }, ["items", "total", "limit", "offset"])
 
 
-# -- request bodies -------------------------------------------------------------------
+# -- request bodies ---------------------------------------------------------------------
+# Declared once as ``Body`` classes; their schemas are named after the class.
 
-NAME_IN = {"type": "string", "minLength": 1, "maxLength": 80,
-           "description": "Trimmed; 1 to 80 characters"}
-PREFIX_IN = {"type": "string", "pattern": "^[A-Za-z]{1,3}$",
-             "description": "1 to 3 letters, stored in capitals; unique in the office"}
-COLOUR_IN = {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"}
-SORT_ORDER_IN = {"type": "integer", "minimum": SORT_ORDER_MIN, "maximum": SORT_ORDER_MAX,
-                 "description": "Order on the kiosk"}
-QUEUE_IDS_IN = {"type": "array", "items": {"type": "string"}, "uniqueItems": True}
-PICK_MODE_IN = {"type": "string", "enum": list(PICK_MODES),
-                "description": "queue_order: the desk's queues in its priority order; "
-                               "oldest: the longest-waiting head across them"}
-VERSION_IN = {"type": "integer",
-              "description": "The version you saw; a stale one is refused (409 "
-                             "version_conflict)"}
-PRIORITY_IN = {"type": ["string", "boolean"], "enum": ["normal", "priority", True, False]}
-TEXT_IN = {"type": "string"}
-LABEL_IN = {
-    "anyOf": [
-        {"type": "string", "minLength": 1, "maxLength": 32},
-        {"type": "object", "properties": {
-            "value": {"type": "string", "minLength": 1, "maxLength": 32},
-            "color": nullable({"type": "string",
-                               "pattern": "^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"}),
-            "public": nullable(BOOL),
-        }, "required": ["value"]},
-    ],
-    "description": "A tag: a string, or {value, color, public}; the colour defaults to grey; "
-                   "labels are staff-only unless public is true",
-}
-EXTRA_IN = {"type": "object", "properties": {
-    "title": {"type": "string", "minLength": 1, "maxLength": 60},
-    "value": {"type": "string", "maxLength": 500},
-}, "required": ["title"]}
-LABELS_IN = {"type": "array", "items": LABEL_IN, "maxItems": 10}
-EXTRAS_IN = {"type": "array", "items": EXTRA_IN, "maxItems": 20}
+BODIES: tuple[type[Body], ...] = (
+    QueueCreate, QueueUpdate, DeskCreate, DeskUpdate, DisplayCreate, JoinRequest,
+    TicketUpdate, *dict.fromkeys(t.body for t in TRANSITIONS.values()), Empty,
+)
 
 
 def _request_schemas() -> dict[str, dict[str, Any]]:
+    # Token and device bodies are still read field by field by their endpoints.
     return {
         "TokenRequest": obj({"username": STR, "password": STR}, ["username", "password"]),
-        "QueueCreate": obj({
-            "name": NAME_IN, "prefix": PREFIX_IN, "colour": nullable(COLOUR_IN),
-            "open": nullable(BOOL), "sort_order": nullable(SORT_ORDER_IN),
-        }, ["name", "prefix"]),
-        "QueueUpdate": obj({
-            "name": nullable(NAME_IN), "prefix": nullable(PREFIX_IN),
-            "colour": nullable(COLOUR_IN),
-            "open": nullable({**BOOL, "description": "false closes the queue to new tickets"}),
-            "sort_order": nullable(SORT_ORDER_IN),
-        }, description="Only the fields given (and not null) change"),
-        "DeskCreate": obj({
-            "name": NAME_IN, "queue_ids": {**QUEUE_IDS_IN, "minItems": 1},
-            "pick_mode": nullable(PICK_MODE_IN),
-        }, ["name", "queue_ids"]),
-        "DeskUpdate": obj({
-            "name": nullable(NAME_IN), "queue_ids": nullable({**QUEUE_IDS_IN, "minItems": 1}),
-            "pick_mode": nullable(PICK_MODE_IN),
-        }, description="Only the fields given (and not null) change"),
-        "DisplayCreate": obj({"name": NAME_IN, "queue_ids": nullable(QUEUE_IDS_IN)}, ["name"]),
-        "JoinRequest": obj({
-            "name": nullable({"type": "string", "maxLength": 120}),
-            "phone": nullable({"type": "string", "maxLength": 40}),
-            "priority": nullable({**PRIORITY_IN, "description": "Staff only: priority "
-                                  "tickets are served first within the queue"}),
-            "source": nullable({"type": "string", "enum": list(SOURCES),
-                                "description": "Anonymous callers: kiosk or remote (the "
-                                               "default); staff: any (default desk)"}),
-            "labels": nullable(LABELS_IN),
-            "extra": nullable(EXTRAS_IN),
-            "notes": nullable({"type": "string", "maxLength": 2000,
-                               "description": "Staff only"}),
-        }),
-        "CallRequest": obj({"desk_id": STR, "version": nullable(VERSION_IN)}, ["desk_id"]),
-        "ActionRequest": obj({"version": nullable(VERSION_IN)}),
-        "TransferRequest": obj({
-            "queue_id": STR, "to_front": nullable(BOOL), "version": nullable(VERSION_IN),
-        }, ["queue_id"]),
-        "ReorderRequest": obj({
-            "after": nullable({"type": "string", "description": "A waiting ticket of the same "
-                               "queue to place this one after; null: the front"}),
-            "version": nullable(VERSION_IN),
-        }, ["after"]),
-        "TicketUpdate": obj({
-            "version": VERSION_IN,
-            "name": nullable({"type": "string", "maxLength": 120}),
-            "phone": nullable({"type": "string", "maxLength": 40}),
-            "notes": nullable({"type": "string", "maxLength": 2000}),
-            "labels": nullable(LABELS_IN),
-            "extra": nullable(EXTRAS_IN),
-            "priority": PRIORITY_IN,
-        }, ["version"], description="Only the fields given change; null clears a text, "
-                                    "label or extra field"),
+        **{body.__name__: body.schema() for body in BODIES},
         "DeviceCreate": obj({
-            "kind": {"type": "string", "enum": list(DEVICE_KINDS)}, "name": NAME_IN,
+            "kind": {"type": "string", "enum": list(DEVICE_KINDS)},
+            "name": {"type": "string", **NAME_DOC, "description": NAME_HELP},
         }, ["kind", "name"]),
-        "Empty": obj({}, description="No fields"),
     }
 
 
@@ -411,8 +325,9 @@ def _ok(schema: str, description: str, status: str = "200",
     return {status: resp}
 
 
-def _body(schema: str, required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {JSON: {"schema": ref(schema)}}}
+def _body(schema: str | type[Body], required: bool = True) -> dict[str, Any]:
+    name = schema if isinstance(schema, str) else schema.__name__
+    return {"required": required, "content": {JSON: {"schema": ref(name)}}}
 
 
 def _path_param(name: str, description: str, schema: dict[str, Any] | None = None
@@ -467,15 +382,6 @@ TICKET_ID = _path_param("id", "Ticket id")
 HASH = _path_param("hash", "The ticket's 22-character hash",
                    {"type": "string", "pattern": f"^[A-Za-z0-9_-]{{{HASH_LENGTH}}}$"})
 
-ACTIONS = {
-    "recall": "Announce a called ticket again at the same desk (CALLED → CALLED)",
-    "complete": "Service done (CALLED → COMPLETED)",
-    "skip": "No-show (CALLED → SKIPPED)",
-    "cancel": "Cancel (WAITING or CALLED → CANCELED, canceled_by staff)",
-    "return": "Back to the queue, keeping its place (CALLED → WAITING)",
-}
-
-
 def _paths() -> dict[str, dict[str, Any]]:
     p: dict[str, dict[str, Any]] = {}
     v = "/api/v1"
@@ -504,7 +410,7 @@ def _paths() -> dict[str, dict[str, Any]]:
                    params=_paging()),
         "post": _op("createQueue", "Create a queue", "queues", "admin",
                     {**_ok("Queue", "The new queue", "201"), **body_errs, **_resp("Conflict")},
-                    body=_body("QueueCreate")),
+                    body=_body(QueueCreate)),
     }
     p[f"{v}/queues/{{queue_id}}"] = {
         "parameters": [QUEUE_ID],
@@ -514,7 +420,7 @@ def _paths() -> dict[str, dict[str, Any]]:
                      "queue", "queues", "admin",
                      {**_ok("Queue", "The queue now"), **body_errs,
                       **_resp("NotFound", "Conflict")},
-                     body=_body("QueueUpdate")),
+                     body=_body(QueueUpdate)),
     }
     p[f"{v}/queues/{{queue_id}}/tickets"] = {
         "parameters": [QUEUE_ID],
@@ -525,7 +431,7 @@ def _paths() -> dict[str, dict[str, Any]]:
                 "required": True, "description": "The holder's look-up path",
                 "schema": STR}}),
              **body_errs, **_resp("Unauthorized", "Forbidden", "NotFound", "Conflict")},
-            body=_body("JoinRequest", required=False)),
+            body=_body(JoinRequest, required=False)),
     }
     p[f"{v}/queues/{{queue_id}}/tickets"]["post"]["security"] = [{}, {"bearer": []}]
 
@@ -549,7 +455,7 @@ def _paths() -> dict[str, dict[str, Any]]:
                    params=_paging()),
         "post": _op("createDesk", "Create a desk", "desks", "admin",
                     {**_ok("Desk", "The new desk", "201"), **body_errs, **_resp("Conflict")},
-                    body=_body("DeskCreate")),
+                    body=_body(DeskCreate)),
     }
     p[f"{v}/desks/{{desk_id}}"] = {
         "parameters": [DESK_ID],
@@ -558,14 +464,14 @@ def _paths() -> dict[str, dict[str, Any]]:
         "patch": _op("updateDesk", "Rename a desk, change its queues or pick mode", "desks",
                      "admin", {**_ok("Desk", "The desk now"), **body_errs,
                                **_resp("NotFound", "Conflict")},
-                     body=_body("DeskUpdate")),
+                     body=_body(DeskUpdate)),
     }
     p[f"{v}/desks/{{desk_id}}/call-next"] = {
         "parameters": [DESK_ID],
         "post": _op("callNext", "Call the next waiting ticket for this desk (atomic)", "desks",
                     "staff", {**_ok("StaffTicket", "The called ticket"), **body_errs,
                               **_resp("NotFound")},
-                    body=_body("Empty", required=False)),
+                    body=_body(Empty, required=False)),
     }
 
     p[f"{v}/displays"] = {
@@ -575,7 +481,7 @@ def _paths() -> dict[str, dict[str, Any]]:
         "post": _op("createDisplay", "Create a display (no queue ids: it shows every queue)",
                     "displays", "admin",
                     {**_ok("Display", "The new display", "201"), **body_errs},
-                    body=_body("DisplayCreate")),
+                    body=_body(DisplayCreate)),
     }
     p[f"{v}/displays/{{display_id}}/state"] = {
         "parameters": [DISPLAY_ID],
@@ -610,24 +516,15 @@ def _paths() -> dict[str, dict[str, Any]]:
                      "tickets", "staff",
                      {**_ok("StaffTicket", "The ticket now"), **body_errs,
                       **_resp("NotFound", "Conflict")},
-                     body=_body("TicketUpdate")),
+                     body=_body(TicketUpdate)),
     }
-    transitions: dict[str, tuple[str, str, bool]] = {
-        "call": ("Call this waiting ticket to a desk, out of order if need be", "CallRequest",
-                 True),
-        **{name: (summary, "ActionRequest", False) for name, summary in ACTIONS.items()},
-        "transfer": ("Move a called ticket to another queue as waiting; it keeps its code",
-                     "TransferRequest", True),
-        "reorder": ("Move a waiting ticket after another one of its queue (null: the front)",
-                    "ReorderRequest", True),
-    }
-    for action, (summary, schema, required) in transitions.items():
-        p[f"{v}/tickets/{{id}}/{action}"] = {
+    for action in TRANSITIONS.values():
+        p[f"{v}/tickets/{{id}}/{action.name}"] = {
             "parameters": [TICKET_ID],
-            "post": _op(f"ticket{action.capitalize()}", summary, "tickets", "staff",
-                        {**_ok("StaffTicket", "The ticket now"), **body_errs,
-                         **_resp("NotFound", "Conflict")},
-                        body=_body(schema, required=required)),
+            "post": _op(f"ticket{action.name.capitalize()}", action.summary, "tickets",
+                        "staff", {**_ok("StaffTicket", "The ticket now"), **body_errs,
+                                  **_resp("NotFound", "Conflict")},
+                        body=_body(action.body, required=bool(action.body.required_fields()))),
         }
 
     p[f"{v}/tickets/by-hash/{{hash}}"] = {

@@ -6,12 +6,36 @@ from typing import Any
 
 from flask import Response, jsonify
 
+from ..bodies import Body, boolean, integer, text
 from ..domain import queues, status
 from ..runtime import runtime
 from . import blueprint
-from .common import SORT_ORDER_MAX, SORT_ORDER_MIN, field_type, json_body, page_of, require
+from .common import SORT_ORDER_MAX, SORT_ORDER_MIN, page_of, read_body, require
 
-QUEUE_FIELDS = ("name", "prefix", "colour", "open", "sort_order")
+NAME_DOC = {"minLength": 1, "maxLength": 80}
+NAME_HELP = "Trimmed; 1 to 80 characters"
+PREFIX_DOC = {"pattern": "^[A-Za-z]{1,3}$"}
+PREFIX_HELP = "1 to 3 letters, stored in capitals; unique in the office"
+COLOUR_DOC = {"pattern": "^#[0-9a-fA-F]{6}$"}
+
+
+class QueueCreate(Body):
+    name = text(required=True, doc=NAME_DOC, description=NAME_HELP)
+    prefix = text(required=True, doc=PREFIX_DOC, description=PREFIX_HELP)
+    colour = text(doc=COLOUR_DOC)
+    open = boolean()
+    sort_order = integer(minimum=SORT_ORDER_MIN, maximum=SORT_ORDER_MAX,
+                         description="Order on the kiosk")
+
+
+class QueueUpdate(Body):
+    """Only the fields given (and not null) change"""
+
+    name = text(doc=NAME_DOC, description=NAME_HELP)
+    prefix = text(doc=PREFIX_DOC, description=PREFIX_HELP)
+    colour = text(doc=COLOUR_DOC)
+    open = boolean(description="false closes the queue to new tickets")
+    sort_order = QueueCreate.fields["sort_order"]
 
 
 def _summary(tx: Any, queue: Any) -> dict[str, Any]:
@@ -38,14 +62,11 @@ def get_queue(queue_id: str) -> Response:
 @require("admin")
 def create_queue() -> tuple[Response, int]:
     """Create a queue ``{"name", "prefix", "colour"?, "open"?, "sort_order"?}``."""
-    body = json_body(allowed=QUEUE_FIELDS)
+    body = read_body(QueueCreate)
     with runtime().store.write() as tx:
         queue = queues.create_queue(
-            tx, name=field_type(body, "name", str, required=True),
-            prefix=field_type(body, "prefix", str, required=True),
-            colour=field_type(body, "colour", str),
-            is_open=field_type(body, "open", bool) is not False,
-            sort_order=_sort_order(body))
+            tx, name=body["name"], prefix=body["prefix"], colour=body.get("colour"),
+            is_open=body.get("open") is not False, sort_order=body.get("sort_order"))
         data = _summary(tx, queue)
     return jsonify(data), 201
 
@@ -54,19 +75,15 @@ def create_queue() -> tuple[Response, int]:
 @require("admin")
 def update_queue(queue_id: str) -> Response:
     """Change name, prefix, colour, ``open`` (close/open) or ``sort_order``."""
-    body = json_body(allowed=QUEUE_FIELDS)
+    body = read_body(QueueUpdate)
     changes = {
-        "name": field_type(body, "name", str),
-        "prefix": field_type(body, "prefix", str),
-        "colour": field_type(body, "colour", str),
-        "is_open": field_type(body, "open", bool),
-        "sort_order": _sort_order(body),
+        "name": body.get("name"),
+        "prefix": body.get("prefix"),
+        "colour": body.get("colour"),
+        "is_open": body.get("open"),
+        "sort_order": body.get("sort_order"),
     }
     with runtime().store.write() as tx:
         queue = queues.update_queue(tx, queue_id, **changes)
         data = _summary(tx, queue)
     return jsonify(data)
-
-
-def _sort_order(body: dict[str, Any]) -> int | None:
-    return field_type(body, "sort_order", int, minimum=SORT_ORDER_MIN, maximum=SORT_ORDER_MAX)

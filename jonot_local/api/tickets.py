@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Response, jsonify, request, url_for
 
-from ..domain import listing, status, tickets
-from ..domain.errors import NotFound, ValidationError
+from ..bodies import VERSION_HELP, Body, choice, integer, listing, text
+from ..domain import listing as ticket_listing
+from ..domain import status, tickets
+from ..domain.errors import ValidationError
 from ..domain.model import SOURCES, Ticket
+from ..domain.transitions import Transition
 from ..ids import is_ticket_hash
 from ..runtime import runtime
 from ..timeutil import parse_iso, to_iso
 from . import blueprint
-from .common import current_user, field_type, json_body, page_args, require, ticket_json
+from .common import current_user, page_args, read_body, require, ticket_json
 from .errors import ApiError
 from .ratelimit import HashLookupLimits
 
@@ -35,9 +38,75 @@ def holder_view(tx: Any, ticket: Ticket) -> dict[str, Any]:
     return data
 
 
+def staff_view(tx: Any, ticket: Ticket) -> dict[str, Any]:
+    """What staff see of a ticket: every field, plus its position, wait and now serving."""
+    data = ticket_json(ticket)
+    data.update(status.ticket_status(tx, ticket, runtime().settings.default_service_s))
+    return data
+
+
+# -- request bodies ---------------------------------------------------------------------
+
+LABEL_IN = {
+    "anyOf": [
+        {"type": "string", "minLength": 1, "maxLength": 32},
+        {"type": "object", "properties": {
+            "value": {"type": "string", "minLength": 1, "maxLength": 32},
+            "color": {"type": ["string", "null"],
+                      "pattern": "^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"},
+            "public": {"type": ["boolean", "null"]},
+        }, "required": ["value"]},
+    ],
+    "description": "A tag: a string, or {value, color, public}; the colour defaults to grey; "
+                   "labels are staff-only unless public is true",
+}
+EXTRA_IN = {"type": "object", "properties": {
+    "title": {"type": "string", "minLength": 1, "maxLength": 60},
+    "value": {"type": "string", "maxLength": 500},
+}, "required": ["title"]}
+PRIORITY_IN = {"type": ["string", "boolean"], "enum": ["normal", "priority", True, False]}
+
+
+def _priority(*, nullable: bool, description: str | None = None) -> Any:
+    schema = {**PRIORITY_IN, **({"description": description} if description else {})}
+    return choice(schema, lambda v: isinstance(v, bool) or v in ("normal", "priority"),
+                  "must be 'priority' or 'normal'", nullable=nullable)
+
+
+def _labels() -> Any:
+    return listing(LABEL_IN, max_items=tickets.MAX_LABELS)
+
+
+def _extra() -> Any:
+    return listing(EXTRA_IN, max_items=tickets.MAX_EXTRA)
+
+
+class JoinRequest(Body):
+    name = text(doc={"maxLength": tickets.MAX_NAME})
+    phone = text(doc={"maxLength": tickets.MAX_PHONE})
+    priority = _priority(nullable=True, description="Staff only: priority tickets are served "
+                                                    "first within the queue")
+    source = text(enum=SOURCES, description="Anonymous callers: kiosk or remote (the "
+                                            "default); staff: any (default desk)")
+    labels = _labels()
+    extra = _extra()
+    notes = text(doc={"maxLength": tickets.MAX_NOTES}, description="Staff only")
+
+
+class TicketUpdate(Body):
+    """Only the fields given change; null clears a text, label or extra field"""
+
+    version = integer(required=True, description=VERSION_HELP)
+    name = text(doc={"maxLength": tickets.MAX_NAME})
+    phone = text(doc={"maxLength": tickets.MAX_PHONE})
+    notes = text(doc={"maxLength": tickets.MAX_NOTES})
+    labels = _labels()
+    extra = _extra()
+    priority = _priority(nullable=False)
+
+
 # -- join ------------------------------------------------------------------------------
 
-JOIN_FIELDS = ("name", "phone", "priority", "source", "labels", "extra", "notes")
 ANONYMOUS_SOURCES = ("kiosk", "remote")
 
 
@@ -47,14 +116,12 @@ def join(queue_id: str) -> tuple[Response, int]:
 
     Anonymous callers (kiosk, phone) get the ticket without personal fields echoed.
     """
-    body = json_body(required=False, allowed=JOIN_FIELDS)
+    body = read_body(JoinRequest, required=False)
     user = current_user()
-    source = field_type(body, "source", str)
-    if source is not None and source not in SOURCES:
-        raise ValidationError.field("source", f"must be one of {', '.join(SOURCES)}")
+    source = body.get("source")
     priority = (tickets.parse_priority(body["priority"]) if body.get("priority") is not None
                 else False)
-    notes = field_type(body, "notes", str)
+    notes = body.get("notes")
     if user is None:
         source = source or "remote"
         if source not in ANONYMOUS_SOURCES:
@@ -69,16 +136,17 @@ def join(queue_id: str) -> tuple[Response, int]:
     with store.write() as tx:
         ticket = tickets.join(
             tx, queue_id, source=source,
-            name=field_type(body, "name", str),
-            phone=field_type(body, "phone", str),
+            name=body.get("name"),
+            phone=body.get("phone"),
             priority=priority,
-            extra=field_type(body, "extra", list),
-            labels=field_type(body, "labels", list),
+            extra=body.get("extra"),
+            labels=body.get("labels"),
             notes=notes or "",
         )
-        data = ticket_json(ticket, private=user is not None)
-        data.update(status.ticket_status(tx, ticket, runtime().settings.default_service_s))
-    data["url"] = ticket_page_url(ticket.hash)
+        if user is None:
+            data = holder_view(tx, ticket)
+        else:
+            data = {**staff_view(tx, ticket), "url": ticket_page_url(ticket.hash)}
     resp = jsonify(data)
     resp.headers["Location"] = url_for("api.by_hash", ticket_hash=ticket.hash)
     return resp, 201
@@ -189,7 +257,7 @@ def list_tickets() -> Response:
     ``created_after`` (inclusive) / ``created_before`` (exclusive), ISO 8601;
     ``sort`` one of ``listing.SORTS``; ``limit`` (1..500, default 50) and ``offset``.
     """
-    flt = listing.TicketFilter(
+    flt = ticket_listing.TicketFilter(
         queue_ids=_csv_arg("queue"),
         states=[v.upper() for v in _csv_arg("state")],
         sources=_csv_arg("source"),
@@ -199,7 +267,7 @@ def list_tickets() -> Response:
     sort = request.args.get("sort") or "-created_at"
     limit, offset = page_args()
     with runtime().store.read() as tx:
-        total, found = listing.list_tickets(tx, flt, sort=sort, limit=limit, offset=offset)
+        total, found = ticket_listing.list_tickets(tx, flt, sort=sort, limit=limit, offset=offset)
     return jsonify({"items": [ticket_json(t) for t in found], "total": total,
                     "limit": limit, "offset": offset})
 
@@ -208,90 +276,49 @@ def list_tickets() -> Response:
 @require("staff")
 def ticket_detail(ticket_id: str) -> Response:
     """One ticket with its interactions and current position."""
-    settings = runtime().settings
     with runtime().store.read() as tx:
-        ticket = tickets.get(tx, ticket_id)
-        data = ticket_json(ticket)
-        data.update(status.ticket_status(tx, ticket, settings.default_service_s))
+        data = staff_view(tx, tickets.get(tx, ticket_id))
         data["interactions"] = [i.as_dict() for i in tickets.interactions(tx, ticket_id)]
     return jsonify(data)
 
 
-ACTION_FIELDS: dict[str, tuple[str, ...]] = {
-    "call": ("desk_id", "version"),
-    "recall": ("version",),
-    "complete": ("version",),
-    "skip": ("version",),
-    "cancel": ("version",),
-    "return": ("version",),
-    "transfer": ("queue_id", "to_front", "version"),
-    "reorder": ("after", "version"),
-}
-EDIT_FIELDS = ("version", "name", "phone", "notes", "labels", "extra", "priority")
+# -- staff actions: one route per registered transition ---------------------------------
 
+def _transition_view(action: Transition) -> Callable[[str], Response]:
+    """The view of ``POST /tickets/{id}/<action>``: the body checked, the action run."""
+    fields = action.body.fields
+    records_user = action.records_user
 
-def _staff_action(ticket_id: str, action: str) -> Response:
-    body = json_body(required=False, allowed=ACTION_FIELDS[action])
-    version = field_type(body, "version", int)
-    user_id = current_user()["id"]  # type: ignore[index]  # @require: never None
-    settings = runtime().settings
-    with runtime().store.write() as tx:
-        if action == "call":
-            desk_id = field_type(body, "desk_id", str, required=True)
-            ticket = tickets.call(tx, ticket_id, desk_id, user_id=user_id, version=version)
-        elif action == "recall":
-            ticket = tickets.recall(tx, ticket_id, user_id=user_id, version=version)
-        elif action == "complete":
-            ticket = tickets.complete(tx, ticket_id, user_id=user_id, version=version,
-                                      service=status.ServiceEstimator.from_settings(settings))
-        elif action == "skip":
-            ticket = tickets.skip(tx, ticket_id, user_id=user_id, version=version)
-        elif action == "cancel":
-            ticket = tickets.cancel(tx, ticket_id, by="staff", version=version)
-        elif action == "return":
-            ticket = tickets.return_to_queue(tx, ticket_id, user_id=user_id, version=version)
-        elif action == "transfer":
-            queue_id = field_type(body, "queue_id", str, required=True)
-            to_front = bool(field_type(body, "to_front", bool))
-            ticket = tickets.transfer(tx, ticket_id, queue_id, user_id=user_id,
-                                      version=version, to_front=to_front)
-        elif action == "reorder":
-            if "after" not in body:
-                raise ValidationError.field("after", "is required (a ticket id, or null for "
-                                            "the front)")
-            ticket = tickets.reorder(tx, ticket_id, after=field_type(body, "after", str),
-                                     version=version)
-        else:  # pragma: no cover - routes below only pass known actions
-            raise NotFound(f"Unknown action {action}.")
-        data = ticket_json(ticket)
-        data.update(status.ticket_status(tx, ticket, settings.default_service_s))
-    return jsonify(data)
-
-
-def _register_action(action: str) -> None:
     def view(ticket_id: str) -> Response:
-        return _staff_action(ticket_id, action)
+        body = read_body(action.body, required=False)
+        # null means "not given", except for required fields such as reorder's ``after``.
+        args = {k: v for k, v in body.items() if v is not None or fields[k].required}
+        args.update(action.staff_args)
+        settings = runtime().settings
+        args.update({param: make(settings) for param, make in action.settings.items()})
+        if records_user:
+            args["user_id"] = current_user()["id"]  # type: ignore[index]  # @require: never None
+        with runtime().store.write() as tx:
+            data = staff_view(tx, action.fn(tx, ticket_id, **args))
+        return jsonify(data)
 
-    view.__name__ = f"ticket_{action}"
-    view.__doc__ = f"Staff action: {action} the ticket."
-    blueprint.add_url_rule(f"/tickets/<ticket_id>/{action}", view.__name__,
-                           require("staff")(view), methods=["POST"])
+    view.__name__ = f"ticket_{action.name}"
+    view.__doc__ = f"Staff action: {action.summary}."
+    return view
 
 
-for _action in ACTION_FIELDS:
-    _register_action(_action)
+for _action in tickets.TRANSITIONS.values():
+    _view = _transition_view(_action)
+    blueprint.add_url_rule(f"/tickets/<ticket_id>/{_action.name}", _view.__name__,
+                           require("staff")(_view), methods=["POST"])
 
 
 @blueprint.patch("/tickets/<ticket_id>")
 @require("staff")
 def edit_ticket(ticket_id: str) -> Response:
     """Edit name, phone, notes, labels, extra or priority; needs the current ``version``."""
-    body = json_body(allowed=EDIT_FIELDS)
-    version = field_type(body, "version", int, required=True)
+    body = read_body(TicketUpdate)
     changes = {k: v for k, v in body.items() if k != "version"}
-    settings = runtime().settings
     with runtime().store.write() as tx:
-        ticket = tickets.update(tx, ticket_id, version=version, **changes)
-        data = ticket_json(ticket)
-        data.update(status.ticket_status(tx, ticket, settings.default_service_s))
+        data = staff_view(tx, tickets.update(tx, ticket_id, version=body["version"], **changes))
     return jsonify(data)

@@ -12,7 +12,7 @@ WAITING, CALLED, COMPLETED, SKIPPED, CANCELED = (
 STATES = (WAITING, CALLED, COMPLETED, SKIPPED, CANCELED)
 TERMINAL = frozenset({COMPLETED, SKIPPED, CANCELED})
 SOURCES = ("kiosk", "desk", "remote", "appointment")
-OUTCOMES = ("completed", "skipped", "returned", "transferred", "canceled")
+# The outcomes of a call are declared by the state machine: ``tickets.OUTCOMES``.
 
 
 def format_code(prefix: str, number: int) -> str:

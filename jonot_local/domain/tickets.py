@@ -8,8 +8,10 @@ change bumps ``version``, stamps ``updated_at`` and emits one change event.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
+from ..bodies import ActionRequest, CallRequest, ReorderRequest, TransferRequest
 from ..db import Tx
 from ..ids import new_ticket_hash, new_ulid
 from ..timeutil import parse_iso, utcnow_iso
@@ -35,6 +37,7 @@ from .model import (
 )
 from .status import ServiceEstimator
 from .text import clean_line, clean_notes
+from .transitions import Transition, Transitions
 
 MAX_NAME = 120
 MAX_PHONE = 40
@@ -46,16 +49,11 @@ MAX_EXTRA_TITLE = 60
 MAX_EXTRA_VALUE = 500
 DEFAULT_ESTIMATOR = ServiceEstimator()
 
-# Allowed moves of the state machine, by action: (from states, to state).
-TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
-    "call": (frozenset({WAITING}), CALLED),
-    "recall": (frozenset({CALLED}), CALLED),
-    "complete": (frozenset({CALLED}), COMPLETED),
-    "skip": (frozenset({CALLED}), SKIPPED),
-    "cancel": (frozenset({WAITING, CALLED}), CANCELED),
-    "return": (frozenset({CALLED}), WAITING),
-    "transfer": (frozenset({CALLED}), WAITING),
-}
+# The state machine: every action on a ticket is registered by its function below
+# (see ``transitions``); the API routes, the OpenAPI operations, the interaction
+# outcomes and the tests' table of moves are derived from this registry.
+TRANSITIONS = Transitions()
+transition = TRANSITIONS.transition
 
 
 # -- reading -------------------------------------------------------------------
@@ -170,141 +168,147 @@ def call_next(tx: Tx, desk_id: str, *, user_id: str | None = None) -> Ticket:
     if not heads:
         raise QueueEmpty("No ticket is waiting in the queues this desk serves.", desk_id=desk_id)
     chosen = min(heads, key=lambda h: (-h["priority"], h["created_at"]))
-    return _call(tx, get(tx, chosen["id"]), desk_id, user_id)
+    return _call(_begin(tx, call, chosen["id"], None, user_id), desk_id)
 
 
+@transition("call", from_={WAITING}, to=CALLED, body=CallRequest, past="called",
+            summary="Call this waiting ticket to a desk, out of order if need be")
 def call(tx: Tx, ticket_id: str, desk_id: str, *, user_id: str | None = None,
          version: int | None = None) -> Ticket:
-    """Call this waiting ticket to a desk, out of order if need be."""
-    ticket = _load_for(tx, ticket_id, "call", version)
+    """Call this waiting ticket to a desk, out of order if need be.
+
+    ``user_id`` (who called) is kept as the ticket's ``called_by`` and the new
+    interaction's user.
+    """
+    act = _begin(tx, call, ticket_id, version, user_id)
     if tx.one("SELECT 1 FROM desks WHERE id = ?", (desk_id,)) is None:
         raise NotFound(f"No desk with id {desk_id}.")
-    return _call(tx, ticket, desk_id, user_id)
+    return _call(act, desk_id)
 
 
-def _call(tx: Tx, ticket: Ticket, desk_id: str, user_id: str | None) -> Ticket:
-    now = utcnow_iso()
+def _call(act: _Act, desk_id: str) -> Ticket:
+    tx, ticket, now = act.tx, act.ticket, act.now
     tx.execute(
         "UPDATE tickets SET state = 'CALLED', desk_id = ?, called_by = ?, called_at = ?, "
         "recall_count = 0, updated_at = ?, version = version + 1 "
         "WHERE id = ? AND state = 'WAITING'",
-        (desk_id, user_id, now, now, ticket.id),
+        (desk_id, act.user_id, now, now, ticket.id),
     )
     tx.execute(
         "INSERT INTO interactions (ticket_id, queue_id, desk_id, user_id, started_at) "
         "VALUES (?, ?, ?, ?, ?)",
-        (ticket.id, ticket.queue_id, desk_id, user_id, now),
+        (ticket.id, ticket.queue_id, desk_id, act.user_id, now),
     )
     tx.execute(
         "UPDATE queues SET now_serving_ticket_id = ? WHERE id = ?", (ticket.id, ticket.queue_id))
-    called = get(tx, ticket.id)
-    _emit(tx, called, "called")
-    return called
+    return act.finish()
 
 
-def recall(tx: Tx, ticket_id: str, *, user_id: str | None = None,
-           version: int | None = None) -> Ticket:
+@transition("recall", from_={CALLED}, to=CALLED, body=ActionRequest, past="recalled",
+            summary="Announce a called ticket again at the same desk (CALLED → CALLED)")
+def recall(tx: Tx, ticket_id: str, *, version: int | None = None) -> Ticket:
     """Announce a called ticket again at the same desk; counts the recalls."""
-    ticket = _load_for(tx, ticket_id, "recall", version)
-    now = utcnow_iso()
+    act = _begin(tx, recall, ticket_id, version)
     tx.execute(
         "UPDATE tickets SET recall_count = recall_count + 1, updated_at = ?, "
         "version = version + 1 WHERE id = ?",
-        (now, ticket.id),
+        (act.now, act.ticket.id),
     )
     # A recall is a call again: it is what the queue serves now.
-    tx.execute(
-        "UPDATE queues SET now_serving_ticket_id = ? WHERE id = ?", (ticket.id, ticket.queue_id))
-    recalled = get(tx, ticket.id)
-    _emit(tx, recalled, "recalled")
-    return recalled
+    tx.execute("UPDATE queues SET now_serving_ticket_id = ? WHERE id = ?",
+               (act.ticket.id, act.ticket.queue_id))
+    return act.finish()
 
 
 # -- ending a call ---------------------------------------------------------------
+# ``user_id`` of these is who acted: it becomes the ended interaction's user.
 
+@transition("complete", from_={CALLED}, to=COMPLETED, outcome="completed", call_stands=True,
+            body=ActionRequest, past="completed", summary="Service done (CALLED → COMPLETED)",
+            settings={"service": ServiceEstimator.from_settings})
 def complete(tx: Tx, ticket_id: str, *, user_id: str | None = None,
              version: int | None = None,
              service: ServiceEstimator = DEFAULT_ESTIMATOR) -> Ticket:
     """Mark service done (terminal). Feeds the queue's service-time estimate."""
-    ticket = _load_for(tx, ticket_id, "complete", version)
-    now = utcnow_iso()
-    started = _end_interaction(tx, ticket, "completed", now)
+    act = _begin(tx, complete, ticket_id, version, user_id)
+    started = act.end_call()
     tx.execute(
         "UPDATE tickets SET state = 'COMPLETED', completed_at = ?, updated_at = ?, "
         "version = version + 1 WHERE id = ?",
-        (now, now, ticket.id),
+        (act.now, act.now, act.ticket.id),
     )
     if started is not None:
-        _learn_service_time(tx, ticket.queue_id, started, now, service)
-    done = get(tx, ticket.id)
-    _emit(tx, done, "completed")
-    return done
+        _learn_service_time(tx, act.ticket.queue_id, started, act.now, service)
+    return act.finish()
 
 
+@transition("skip", from_={CALLED}, to=SKIPPED, outcome="skipped", call_stands=True,
+            body=ActionRequest, past="skipped", summary="No-show (CALLED → SKIPPED)")
 def skip(tx: Tx, ticket_id: str, *, user_id: str | None = None,
          version: int | None = None) -> Ticket:
     """Mark a called ticket as a no-show (terminal)."""
-    ticket = _load_for(tx, ticket_id, "skip", version)
-    now = utcnow_iso()
-    _end_interaction(tx, ticket, "skipped", now)
+    act = _begin(tx, skip, ticket_id, version, user_id)
+    act.end_call()
     tx.execute(
         "UPDATE tickets SET state = 'SKIPPED', skipped_at = ?, updated_at = ?, "
         "version = version + 1 WHERE id = ?",
-        (now, now, ticket.id),
+        (act.now, act.now, act.ticket.id),
     )
-    skipped = get(tx, ticket.id)
-    _emit(tx, skipped, "skipped")
-    return skipped
+    return act.finish()
 
 
-def cancel(tx: Tx, ticket_id: str, *, by: str, version: int | None = None) -> Ticket:
+@transition("cancel", from_={WAITING, CALLED}, to=CANCELED, outcome="canceled",
+            body=ActionRequest, past="canceled", staff_args={"by": "staff"},
+            summary="Cancel (WAITING or CALLED → CANCELED, canceled_by staff)")
+def cancel(tx: Tx, ticket_id: str, *, by: str, user_id: str | None = None,
+           version: int | None = None) -> Ticket:
     """Cancel a waiting or called ticket (terminal); ``by`` is ``customer`` or ``staff``."""
     if by not in ("customer", "staff"):
         raise ValidationError.field("canceled_by", "must be customer or staff")
-    ticket = _load_for(tx, ticket_id, "cancel", version)
-    now = utcnow_iso()
-    if ticket.state == CALLED:
-        _end_interaction(tx, ticket, "canceled", now)
+    act = _begin(tx, cancel, ticket_id, version, user_id)
+    if act.ticket.state == CALLED:
+        act.end_call()
     tx.execute(
         "UPDATE tickets SET state = 'CANCELED', canceled_at = ?, canceled_by = ?, "
         "updated_at = ?, version = version + 1 WHERE id = ?",
-        (now, by, now, ticket.id),
+        (act.now, by, act.now, act.ticket.id),
     )
-    canceled = get(tx, ticket.id)
-    _emit(tx, canceled, "canceled")
-    return canceled
+    return act.finish()
 
 
+@transition("return", from_={CALLED}, to=WAITING, outcome="returned", body=ActionRequest,
+            past="returned to the queue",
+            summary="Back to the queue, keeping its place (CALLED → WAITING)")
 def return_to_queue(tx: Tx, ticket_id: str, *, user_id: str | None = None,
                     version: int | None = None) -> Ticket:
     """Put a called ticket back to waiting; it keeps its place in the queue."""
-    ticket = _load_for(tx, ticket_id, "return", version)
-    now = utcnow_iso()
-    _end_interaction(tx, ticket, "returned", now)
+    act = _begin(tx, return_to_queue, ticket_id, version, user_id)
+    act.end_call()
     tx.execute(
         "UPDATE tickets SET state = 'WAITING', updated_at = ?, version = version + 1 "
         "WHERE id = ?",
-        (now, ticket.id),
+        (act.now, act.ticket.id),
     )
-    returned = get(tx, ticket.id)
-    _emit(tx, returned, "returned")
-    return returned
+    return act.finish()
 
 
+@transition("transfer", from_={CALLED}, to=WAITING, outcome="transferred",
+            body=TransferRequest, past="transferred",
+            summary="Move a called ticket to another queue as waiting; it keeps its code")
 def transfer(tx: Tx, ticket_id: str, queue_id: str, *, user_id: str | None = None,
              version: int | None = None, to_front: bool = False) -> Ticket:
     """Move a called ticket to another queue as waiting; it keeps its code.
 
     It goes to the end of that queue, or the front with ``to_front``.
     """
-    ticket = _load_for(tx, ticket_id, "transfer", version)
+    act = _begin(tx, transfer, ticket_id, version, user_id)
+    ticket = act.ticket
     if tx.one("SELECT 1 FROM queues WHERE id = ?", (queue_id,)) is None:
         raise NotFound(f"No queue with id {queue_id}.")
     if queue_id == ticket.queue_id:
         raise ValidationError.field(
             "queue_id", "is the ticket's own queue; use return to put it back")
-    now = utcnow_iso()
-    _end_interaction(tx, ticket, "transferred", now)
+    act.end_call()
     if to_front:
         first = tx.one(
             f"SELECT MIN(order_key) AS k FROM tickets WHERE queue_id = ? AND {_HOLDS_PLACE}",
@@ -315,11 +319,9 @@ def transfer(tx: Tx, ticket_id: str, queue_id: str, *, user_id: str | None = Non
     tx.execute(
         "UPDATE tickets SET state = 'WAITING', queue_id = ?, order_key = ?, updated_at = ?, "
         "version = version + 1 WHERE id = ?",
-        (queue_id, order_key, now, ticket.id),
+        (queue_id, order_key, act.now, ticket.id),
     )
-    moved = get(tx, ticket.id)
-    _emit(tx, moved, "transferred", prev_queue_id=ticket.queue_id)
-    return moved
+    return act.finish(prev_queue_id=ticket.queue_id)
 
 
 # -- edits -----------------------------------------------------------------------
@@ -365,13 +367,17 @@ def update(tx: Tx, ticket_id: str, *, version: int, **changes: Any) -> Ticket:
     return edited
 
 
+@transition("reorder", from_={WAITING}, to=WAITING, body=ReorderRequest, past="moved",
+            event="reordered",
+            summary="Move a waiting ticket after another one of its queue (null: the front)")
 def reorder(tx: Tx, ticket_id: str, *, after: str | None, version: int | None = None) -> Ticket:
     """Move a waiting ticket to just after another waiting ticket of its queue.
 
     ``after=None`` moves it to the front. Priority still comes first: a normal
     ticket placed after a priority one is served after all priority tickets.
     """
-    ticket = _load_waiting(tx, ticket_id, version)
+    act = _begin(tx, reorder, ticket_id, version)
+    ticket = act.ticket
     if after == ticket.id:
         raise ValidationError.field("after", "cannot be the ticket itself")
     if after is None:
@@ -397,11 +403,9 @@ def reorder(tx: Tx, ticket_id: str, *, after: str | None, version: int | None = 
                 return reorder(tx, ticket_id, after=after, version=None)
     tx.execute(
         "UPDATE tickets SET order_key = ?, updated_at = ?, version = version + 1 WHERE id = ?",
-        (new_key, utcnow_iso(), ticket.id),
+        (new_key, act.now, ticket.id),
     )
-    moved = get(tx, ticket.id)
-    _emit(tx, moved, "reordered")
-    return moved
+    return act.finish()
 
 
 # -- validation helpers ------------------------------------------------------------
@@ -508,30 +512,45 @@ def _norm_colour(value: str) -> str:
 
 # -- internals -----------------------------------------------------------------------
 
-def _load_for(tx: Tx, ticket_id: str, action: str, version: int | None) -> Ticket:
+@dataclass(frozen=True)
+class _Act:
+    """An action under way on one ticket: checked, with its time and who acts."""
+
+    tx: Tx
+    transition: Transition
+    ticket: Ticket
+    user_id: str | None
+    now: str
+
+    def end_call(self) -> str | None:
+        """Close the open call with the action's outcome; returns when the call started."""
+        return _end_interaction(self.tx, self.ticket, self.transition, self.now, self.user_id)
+
+    def finish(self, **more: Any) -> Ticket:
+        """The ticket now, which must be in the action's target state; emits the change."""
+        done = get(self.tx, self.ticket.id)
+        if done.state != self.transition.to:
+            raise RuntimeError(f"{self.transition.name} left ticket {done.code} "
+                               f"{done.state}, not {self.transition.to}")
+        _emit(self.tx, done, self.transition.event, **more)
+        return done
+
+
+def _begin(tx: Tx, fn: Any, ticket_id: str, version: int | None,
+           user_id: str | None = None) -> _Act:
+    """Load the ticket for the registered action ``fn``: its version, then its state.
+
+    Raises ``NotFound``, ``VersionConflict`` or ``InvalidTransition`` (a refused
+    move changes nothing).
+    """
+    entry = TRANSITIONS.of(fn)
     ticket = get(tx, ticket_id)
     _check_version(ticket, version)
-    allowed_from, target = TRANSITIONS[action]
-    if ticket.state not in allowed_from:
+    if ticket.state not in entry.from_:
         raise InvalidTransition(
-            f"Ticket {ticket.code} is {ticket.state}; it cannot be "
-            f"{_PAST.get(action, action)}.",
-            state=ticket.state, action=action)
-    return ticket
-
-
-_PAST = {"call": "called", "recall": "recalled", "complete": "completed", "skip": "skipped",
-         "cancel": "canceled", "return": "returned to the queue", "transfer": "transferred"}
-
-
-def _load_waiting(tx: Tx, ticket_id: str, version: int | None) -> Ticket:
-    ticket = get(tx, ticket_id)
-    _check_version(ticket, version)
-    if ticket.state != WAITING:
-        raise InvalidTransition(
-            f"Ticket {ticket.code} is {ticket.state}; only waiting tickets can be moved.",
-            state=ticket.state)
-    return ticket
+            f"Ticket {ticket.code} is {ticket.state}; it cannot be {entry.past}.",
+            state=ticket.state, action=entry.name)
+    return _Act(tx, entry, ticket, user_id, utcnow_iso())
 
 
 def _check_version(ticket: Ticket, version: int | None) -> None:
@@ -542,15 +561,19 @@ def _check_version(ticket: Ticket, version: int | None) -> None:
             current_version=ticket.version)
 
 
-def _end_interaction(tx: Tx, ticket: Ticket, outcome: str, now: str) -> str | None:
-    """Close the ticket's open interaction; returns when it started."""
+def _end_interaction(tx: Tx, ticket: Ticket, action: Transition, now: str,
+                     user_id: str | None) -> str | None:
+    """Close the ticket's open interaction with the action's outcome; returns when it started.
+
+    ``user_id``, when known, replaces the interaction's user: who ended the call.
+    """
     row = tx.one(
-        "UPDATE interactions SET ended_at = ?, outcome = ? WHERE id = ("
-        "SELECT id FROM interactions WHERE ticket_id = ? AND ended_at IS NULL "
+        "UPDATE interactions SET ended_at = ?, outcome = ?, user_id = COALESCE(?, user_id) "
+        "WHERE id = (SELECT id FROM interactions WHERE ticket_id = ? AND ended_at IS NULL "
         "ORDER BY id DESC LIMIT 1) RETURNING started_at",
-        (now, outcome, ticket.id),
+        (now, action.outcome, user_id, ticket.id),
     )
-    if outcome in ("returned", "transferred", "canceled"):
+    if not action.call_stands:
         _forget_now_serving(tx, ticket)
     return row["started_at"] if row else None
 
@@ -560,13 +583,14 @@ def _forget_now_serving(tx: Tx, ticket: Ticket) -> None:
 
     The queue then shows its latest call that stands: one still open or served.
     """
+    standing = ", ".join("?" for _ in _STANDING_OUTCOMES)
     tx.execute(
         "UPDATE queues SET now_serving_ticket_id = ("
-        "  SELECT ticket_id FROM interactions WHERE queue_id = ?1 "
-        "  AND (ended_at IS NULL OR outcome IN ('completed', 'skipped')) "
+        "  SELECT ticket_id FROM interactions WHERE queue_id = ? "
+        f"  AND (ended_at IS NULL OR outcome IN ({standing})) "
         "  ORDER BY id DESC LIMIT 1) "
-        "WHERE id = ?1 AND now_serving_ticket_id = ?2",
-        (ticket.queue_id, ticket.id))
+        "WHERE id = ? AND now_serving_ticket_id = ?",
+        (ticket.queue_id, *_STANDING_OUTCOMES, ticket.queue_id, ticket.id))
 
 
 def _learn_service_time(tx: Tx, queue_id: str, started: str, ended: str,
@@ -622,8 +646,14 @@ def _emit(tx: Tx, ticket: Ticket, action: str, **more: Any) -> None:
     })
 
 
+# Outcomes a call can end with, and those of calls that did happen.
+OUTCOMES = TRANSITIONS.outcomes()
+_STANDING_OUTCOMES = TRANSITIONS.standing_outcomes()
+
+
 __all__ = [
-    "TERMINAL", "TRANSITIONS", "get", "find_by_hash", "interactions", "join", "call_next",
+    "TERMINAL", "TRANSITIONS", "OUTCOMES", "Transition", "get", "find_by_hash",
+    "interactions", "join", "call_next",
     "call", "recall", "complete", "skip", "cancel", "return_to_queue", "transfer", "update",
     "reorder", "parse_priority", "validate_labels", "validate_extra", "CANCELED",
 ]
