@@ -495,3 +495,46 @@ def test_http_edit_with_stale_version_is_409(client, store, office, staff_header
 def test_http_call_next_on_an_empty_queue_is_404_queue_empty(client, office, staff_headers):
     r = client.post(f"/api/v1/desks/{office['room1'].id}/call-next", headers=staff_headers)
     assert_problem(r, 404, "queue_empty")
+
+
+# -- edits refuse values of the wrong type (they used to empty the field) ----------------------
+
+WRONG_EDITS = [
+    (field, value)
+    for field, values in {
+        "extra": [{}, 0, False, "", "text", 1.5, {"title": "Reason"}],
+        "labels": [{}, 0, False, "", "VIP", 1.5, {"value": "VIP"}],
+        "name": [0, False, {}, [], ["Aino"]],
+        "phone": [0, True, {}, []],
+        "notes": [0, False, {}, []],
+        "priority": [None, 0, 1, "", "high", {}, []],
+        "version": [None, "1", True, 1.5],
+    }.items()
+    for value in values
+]
+
+
+@pytest.mark.parametrize("field,value", WRONG_EDITS,
+                         ids=[f"{f}={v!r}" for f, v in WRONG_EDITS])
+def test_http_edit_of_the_wrong_type_is_422_and_changes_nothing(client, store, office,
+                                                                  staff_headers, field, value):
+    with store.write() as tx:
+        t = tickets.join(tx, office["a"].id, name="Aino", phone="040 123", notes="interpreter",
+                         labels=["VIP"], extra=[{"title": "Reason", "value": "blood test"}])
+    before = snapshot(store, t.id)
+    body = {"version": t.version, field: value}
+    r = client.patch(f"/api/v1/tickets/{t.id}", json=body, headers=staff_headers)
+    assert_problem(r, 422, "validation_error")
+    assert [e["field"] for e in r.get_json()["errors"]] == [field]
+    assert snapshot(store, t.id) == before
+
+
+def test_http_edit_null_and_empty_lists_still_clear(client, store, office, staff_headers):
+    with store.write() as tx:
+        t = tickets.join(tx, office["a"].id, name="Aino", labels=["VIP"],
+                         extra=[{"title": "Reason", "value": "x"}])
+    r = client.patch(f"/api/v1/tickets/{t.id}", headers=staff_headers,
+                     json={"version": t.version, "name": None, "labels": [], "extra": None})
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    assert (body["name"], body["labels"], body["extra"]) == (None, [], [])

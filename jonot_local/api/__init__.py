@@ -11,6 +11,7 @@ from . import (  # noqa: E402,F401
     auth_routes,
     desks,
     devices,
+    docs,
     meta,
     queues,
     streams,
