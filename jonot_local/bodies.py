@@ -75,15 +75,20 @@ class Field:
 
 
 class Body:
-    """Base of the request bodies; subclasses declare ``Field`` attributes (inherited too)."""
+    """Base of the request bodies; subclasses declare ``Field`` attributes (inherited too).
+
+    ``fields`` maps each name to its ``Field``: the class's own first, in order.
+    """
 
     fields: ClassVar[dict[str, Field]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         found: dict[str, Field] = {}
-        for klass in reversed(cls.__mro__):
-            found.update({k: v for k, v in vars(klass).items() if isinstance(v, Field)})
+        for klass in cls.__mro__:  # the class's own fields first, then inherited ones
+            for name, value in vars(klass).items():
+                if isinstance(value, Field) and name not in found:
+                    found[name] = value
         cls.fields = found
 
     @classmethod
