@@ -8,6 +8,7 @@ change bumps ``version``, stamps ``updated_at`` and emits one change event.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -536,7 +537,7 @@ class _Act:
         return done
 
 
-def _begin(tx: Tx, fn: Any, ticket_id: str, version: int | None,
+def _begin(tx: Tx, fn: Callable[..., Any], ticket_id: str, version: int | None,
            user_id: str | None = None) -> _Act:
     """Load the ticket for the registered action ``fn``: its version, then its state.
 
