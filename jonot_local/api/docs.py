@@ -47,7 +47,7 @@ def type_text(schema: dict[str, Any]) -> str:
         elif k == "object" and "properties" in schema:
             words.append("object {" + ", ".join(schema["properties"]) + "}")
         else:
-            words.append({"integer": "integer", "boolean": "true/false"}.get(k, k))
+            words.append("true/false" if k == "boolean" else str(k))
     text = " or ".join(words)
     if schema.get("format"):
         text += f" ({schema['format']})"
