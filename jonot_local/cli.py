@@ -178,8 +178,8 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, demo: bool,
     shown = "localhost" if every_interface else host
     base = f"http://{shown}:{server.effective_port}"
     # Only pages this server really has; the API is always there.
-    for label, path in [*available_pages(app), ("API docs", "/api/v1/openapi.json"),
-                        ("API", "/api/v1/health")]:
+    for label, path in [*available_pages(app), ("API docs", "/api/v1/docs"),
+                        ("OpenAPI", "/api/v1/openapi.json"), ("Health", "/api/v1/health")]:
         click.echo(f"  {label:<8} {base}{path}")
     if every_interface:
         _echo_lan_addresses(server.effective_port)
