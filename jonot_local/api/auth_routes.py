@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
+from ..bodies import Body, text
 from ..runtime import runtime
 from ..signin import SignInThrottled
 from . import blueprint
 from .clients import client_address, current_device
-from .common import current_user, json_body, require
+from .common import current_user, read_body, require
 from .errors import ApiError
+
+
+class TokenRequest(Body):
+    username = text(required=True)
+    password = text(required=True)
 
 
 @blueprint.post("/auth/token")
@@ -19,7 +25,7 @@ def issue_token() -> tuple[Response, int]:
     401 when wrong; 429 ``rate_limited`` with ``Retry-After`` after repeated
     wrong passwords, or while too many sign-ins wait for a password check.
     """
-    body = json_body(allowed=("username", "password"))
+    body = read_body(TokenRequest)
     guard = runtime().signin
     assert guard is not None, "create_app wires the sign-in guard"
     try:

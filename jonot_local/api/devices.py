@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
+from ..bodies import Body, text
 from ..domain import devices
 from ..runtime import runtime
 from . import blueprint
-from .common import json_body, page_of, require
+from .common import page_of, read_body, require
+from .queues import NAME_DOC, NAME_HELP
+
+
+class DeviceCreate(Body):
+    kind = text(required=True, enum=devices.KINDS)
+    name = text(required=True, doc=NAME_DOC, description=NAME_HELP)
 
 
 @blueprint.get("/devices")
@@ -22,7 +29,7 @@ def list_devices() -> Response:
 @require("admin")
 def register_device() -> tuple[Response, int]:
     """Register ``{"kind": "kiosk"|"display"|"desk", "name"}``; the answer holds its token."""
-    body = json_body(allowed=("kind", "name"))
+    body = read_body(DeviceCreate)
     with runtime().store.write() as tx:
         device, token = devices.register(tx, body.get("kind"), body.get("name"))
     return jsonify({**device, "token": token}), 201

@@ -33,9 +33,11 @@ from ..domain.tickets import OUTCOMES, TRANSITIONS
 from ..domain.users import ROLES
 from ..ids import HASH_LENGTH
 from . import errors as api_errors
+from .auth_routes import TokenRequest
 from .common import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from .desks import DeskCreate, DeskUpdate, DisplayCreate
-from .queues import NAME_DOC, NAME_HELP, QueueCreate, QueueUpdate
+from .devices import DeviceCreate
+from .queues import QueueCreate, QueueUpdate
 from .tickets import JoinRequest, TicketUpdate
 
 JSON = "application/json"
@@ -246,21 +248,14 @@ def _list_of(item: str) -> dict[str, Any]:
 # Declared once as ``Body`` classes; their schemas are named after the class.
 
 BODIES: tuple[type[Body], ...] = (
-    QueueCreate, QueueUpdate, DeskCreate, DeskUpdate, DisplayCreate, JoinRequest,
-    TicketUpdate, *dict.fromkeys(t.body for t in TRANSITIONS.values()), Empty,
+    TokenRequest, DeviceCreate, QueueCreate, QueueUpdate, DeskCreate, DeskUpdate,
+    DisplayCreate, JoinRequest, TicketUpdate,
+    *dict.fromkeys(t.body for t in TRANSITIONS.values()), Empty,
 )
 
 
 def _request_schemas() -> dict[str, dict[str, Any]]:
-    # Token and device bodies are still read field by field by their endpoints.
-    return {
-        "TokenRequest": obj({"username": STR, "password": STR}, ["username", "password"]),
-        **{body.__name__: body.schema() for body in BODIES},
-        "DeviceCreate": obj({
-            "kind": {"type": "string", "enum": list(DEVICE_KINDS)},
-            "name": {"type": "string", **NAME_DOC, "description": NAME_HELP},
-        }, ["kind", "name"]),
-    }
+    return {body.__name__: body.schema() for body in BODIES}
 
 
 # -- responses ----------------------------------------------------------------------
