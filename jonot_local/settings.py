@@ -120,6 +120,52 @@ class Settings:
         "This office's token for the cloud instance (from jonot-local cloud office add).",
         shown="none", secret=True))
 
+    # -- signing in: password hashing and the budgets against guessing --
+    password_hash_method: str = field(default="scrypt", metadata=_meta(
+        "How new passwords are hashed (werkzeug: scrypt[:n:r:p] or pbkdf2[:hash[:iterations]]); "
+        "stored hashes of any method keep working."))
+    signin_free_failures: int = field(default=5, metadata=_meta(
+        "Wrong passwords for one account from one address before sign-in waits begin "
+        "(1 s, then doubling).", minimum=1, maximum=10_000_000))
+    signin_address_free_failures: int = field(default=20, metadata=_meta(
+        "Wrong passwords from one address, all accounts together, before its waits begin.",
+        minimum=1, maximum=10_000_000))
+    signin_account_free_failures: int = field(default=50, metadata=_meta(
+        "Wrong passwords for one account from all addresses together before waits begin "
+        "(not for addresses that signed in to it before, nor registered desks).",
+        minimum=1, maximum=10_000_000))
+    signin_max_delay_s: int = field(default=60, metadata=_meta(
+        "Longest wait after repeated wrong passwords (seconds).", minimum=1, maximum=3_600))
+    signin_forget_s: float = field(default=30.0, metadata=_meta(
+        "One counted wrong password is forgotten every this many seconds.",
+        minimum=0.1, maximum=10_000_000))
+    signin_hash_slots: int = field(default=1, metadata=_meta(
+        "Password checks run at once (a scrypt check takes a core and 32 MB: one leaves the "
+        "office PC's other cores to the queue).", minimum=1, maximum=64))
+    signin_queue: int = field(default=16, metadata=_meta(
+        "Sign-ins that may wait for a password check; more are refused at once (429).",
+        minimum=0, maximum=10_000))
+
+    # What one client may hold: connections (per socket address), request
+    # headers' time, live streams (per client address, per ticket, a reserve).
+    connections_per_address: int = field(default=64, metadata=_meta(
+        "Open connections one client address may hold (0: no cap); off behind "
+        "trusted_proxies, where every connection comes from the proxy.",
+        minimum=0, maximum=100_000))
+    header_timeout_s: float = field(default=15.0, metadata=_meta(
+        "Seconds a connection has to send a request's complete headers, from opening or "
+        "from its previous response; slower ones are closed (live streams are not).",
+        minimum=0.5, maximum=3_600))
+    streams_per_client: int = field(default=32, metadata=_meta(
+        "Live streams one client address may hold (429 beyond; registered displays and "
+        "desks are not counted).", minimum=1, maximum=100_000))
+    streams_per_ticket: int = field(default=4, metadata=_meta(
+        "Live streams of one ticket open at once (its holder's tabs; 429 beyond).",
+        minimum=1, maximum=1_000))
+    device_stream_reserve: int = field(default=32, metadata=_meta(
+        "Live-stream slots only registered displays and desks may use (cut to the stream "
+        "slots, JONOT_THREADS - JONOT_STREAM_RESERVE, when larger).", minimum=0, maximum=10_000))
+
     def __post_init__(self) -> None:
         for f in fields(self):
             _check_range(f, getattr(self, f.name), env_name(f.name))
@@ -144,47 +190,15 @@ class Settings:
         if self.printer and "://" not in self.printer:
             raise ValueError(f"JONOT_PRINTER: {self.printer!r} is not a printer URI "
                              "(e.g. tcp://192.0.2.10:9100 or usb://VID:PID)")
+        from .domain.users import check_hash_method
+
+        try:
+            check_hash_method(self.password_hash_method)
+        except ValueError as exc:
+            raise ValueError(f"JONOT_PASSWORD_HASH_METHOD: {exc}") from None
         if self.cloud_url and not self.cloud_url.startswith(("http://", "https://")):
             raise ValueError(f"JONOT_CLOUD_URL: {self.cloud_url!r} must start with "
                              "http:// or https://")
-
-    # -- signing in: password hashing and the budgets against guessing --
-    password_hash_method: str = field(default="scrypt", metadata=_meta(
-        "How new passwords are hashed (werkzeug: scrypt[:n:r:p] or pbkdf2[:hash[:iterations]]); "
-        "stored hashes of any method keep working."))
-    signin_free_failures: int = field(default=5, metadata=_meta(
-        "Wrong passwords for one account from one address before sign-in waits begin "
-        "(1 s, then doubling)."))
-    signin_address_free_failures: int = field(default=20, metadata=_meta(
-        "Wrong passwords from one address, all accounts together, before its waits begin."))
-    signin_account_free_failures: int = field(default=50, metadata=_meta(
-        "Wrong passwords for one account from all addresses together before waits begin "
-        "(not for addresses that signed in to it before, nor registered desks)."))
-    signin_max_delay_s: int = field(default=60, metadata=_meta(
-        "Longest wait after repeated wrong passwords (seconds)."))
-    signin_forget_s: float = field(default=30.0, metadata=_meta(
-        "One counted wrong password is forgotten every this many seconds."))
-    signin_hash_slots: int = field(default=1, metadata=_meta(
-        "Password checks run at once (a scrypt check takes a core and 32 MB: one leaves the "
-        "office PC's other cores to the queue)."))
-    signin_queue: int = field(default=16, metadata=_meta(
-        "Sign-ins that may wait for a password check; more are refused at once (429)."))
-
-    # What one client may hold: connections (per socket address), request
-    # headers' time, live streams (per client address, per ticket, a reserve).
-    connections_per_address: int = field(default=64, metadata=_meta(
-        "Open connections one client address may hold (0: no cap); off behind "
-        "trusted_proxies, where every connection comes from the proxy."))
-    header_timeout_s: float = field(default=15.0, metadata=_meta(
-        "Seconds a connection has to send a request's complete headers, from opening or "
-        "from its previous response; slower ones are closed (live streams are not)."))
-    streams_per_client: int = field(default=32, metadata=_meta(
-        "Live streams one client address may hold (429 beyond; registered displays and "
-        "desks are not counted)."))
-    streams_per_ticket: int = field(default=4, metadata=_meta(
-        "Live streams of one ticket open at once (its holder's tabs; 429 beyond)."))
-    device_stream_reserve: int = field(default=32, metadata=_meta(
-        "Live-stream slots only registered displays and desks may use."))
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,

@@ -56,6 +56,8 @@ def test_a_bad_environment_value_names_its_variable(env, needle):
     ({"JONOT_THREADS": "1000"}, "JONOT_CONNECTION_LIMIT (900) must exceed JONOT_THREADS"),
     ({"JONOT_SERVICE_MIN_S": "90", "JONOT_SERVICE_MAX_S": "60"},
      "JONOT_SERVICE_MIN_S (90) must be less than JONOT_SERVICE_MAX_S (60)"),
+    # a bad hash method used to surface only inside create_app, as a traceback from serve
+    ({"JONOT_PASSWORD_HASH_METHOD": "md5"}, "JONOT_PASSWORD_HASH_METHOD: not a password hash"),
 ])
 def test_settings_that_contradict_each_other_are_refused(env, needle):
     with pytest.raises(ValueError) as err:
