@@ -186,6 +186,14 @@ class Settings:
     device_stream_reserve: int = field(default=32, metadata=_meta(
         "Live-stream slots only registered displays and desks may use."))
 
+    # -- pages: languages (jonot_local/i18n.py)
+    language: str = field(default="en", metadata=_meta(
+        "Language of the pages when neither the address (?lang=) nor the browser asks for one "
+        "the server has (en, fi)."))
+    display_language: str = field(default="", metadata=_meta(
+        "Language of the TV displays and their spoken announcements (en, fi); empty: the "
+        "display browser's own language."))
+
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
              environ: Mapping[str, str] | None = None) -> Settings:
