@@ -44,6 +44,11 @@ def test_display_shows_the_newest_call_large_and_the_earlier_ones(client, called
     assert [c["code"] for c in config["state"]["recent_calls"]] == ["A002", "A001"]
 
 
+def test_display_without_javascript_reloads_itself(client):
+    html = client.get("/display").get_data(as_text=True)
+    assert '<noscript><meta http-equiv="refresh"' in html
+
+
 def test_a_configured_display_shows_only_its_queues(client, called):
     display_id = called["lab_display"]["id"]
     html = client.get(f"/display/{display_id}").get_data(as_text=True)

@@ -35,7 +35,7 @@
     var q = queues[hero.queue_id];
     el.className = "hero" + (fresh ? " fresh" : "");
     el.innerHTML = '<span class="code">' + esc(hero.code) + '</span><span class="desk">' +
-      esc(hero.desk_name) + '</span><span class="queue">' + esc(q ? q.name : "") + "</span>";
+      esc(hero.desk_name) + '</span><span class="from">' + esc(q ? q.name : "") + "</span>";
     el.setAttribute("data-code", hero.code);
   }
   function renderRecent() {
@@ -224,7 +224,10 @@
     if (!fn) return;
     try { fn(JSON.parse(raw)); } catch (e) { if (window.console) console.error(e); }
   }
-  function setConnected(ok) { $("conn").hidden = ok; }
+  function setConnected(ok) {
+    $("conn").hidden = ok;
+    document.documentElement.setAttribute("data-stream", ok ? "live" : "down");
+  }
   function withParams(extra) {
     return cfg.stream + (cfg.stream.indexOf("?") < 0 ? "?" : "&") + extra;
   }
@@ -277,7 +280,7 @@
   function tick() {
     var now = new Date(), text;
     try {
-      text = now.toLocaleTimeString(cfg.lang, { hour: "2-digit", minute: "2-digit" });
+      text = now.toLocaleTimeString(cfg.lang, { hour: "numeric", minute: "2-digit" });
     } catch (e) {
       text = ("0" + now.getHours()).slice(-2) + ":" + ("0" + now.getMinutes()).slice(-2);
     }

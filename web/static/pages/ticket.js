@@ -63,7 +63,10 @@
     if (navigator.vibrate) { try { navigator.vibrate([400, 200, 400, 200, 400]); } catch (e) { /* */ } }
   }
 
-  function setConnected(ok) { $("conn").hidden = ok; }
+  function setConnected(ok) {
+    $("conn").hidden = ok;
+    document.documentElement.setAttribute("data-stream", ok ? "live" : "down");
+  }
   function finish() {
     ended = true;
     if (es) { es.close(); es = null; }
