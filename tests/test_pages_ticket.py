@@ -100,6 +100,8 @@ def test_long_link_redirects_to_the_ticket_page(client, waiting):
     assert r.status_code == 301 and r.headers["Location"].endswith(f"/t/{h}")
     assert client.get("/acme/a/b/not-a-hash").status_code == 404
     assert client.get(f"/api/v1/x/{h}").mimetype == "application/problem+json"
+    assert client.get("/api/v1/auth/token").status_code == 405  # four segments, not a ticket
+    assert client.get(f"/static/a/b/{h}").status_code == 404
 
 
 def test_htmx_request_gets_the_status_fragment(client, waiting):

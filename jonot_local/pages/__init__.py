@@ -8,9 +8,17 @@ adapters over the same domain functions and payloads the JSON API uses.
 from __future__ import annotations
 
 from flask import Blueprint, Flask
+from werkzeug.routing import BaseConverter
 
 from .. import i18n
 from ..paths import displays_dir
+
+
+class PageSegment(BaseConverter):
+    """A first path segment that is not one of the server's own prefixes (api, static, …)."""
+
+    regex = r"(?!(?:api|static|assets)(?:/|$))[^/]+"
+
 
 blueprint = Blueprint("pages", __name__)
 # The TV display's own templates and assets (chime, script, styles) live in displays/.
@@ -25,6 +33,7 @@ from .assets import init_assets  # noqa: E402
 
 def init_app(app: Flask) -> None:
     """Register the pages, Flask-Babel and the versioned static files on ``app``."""
+    app.url_map.converters.setdefault("page_segment", PageSegment)
     i18n.init_app(app)
     init_assets(app)
     app.register_blueprint(blueprint)

@@ -134,13 +134,13 @@ def _problem_page(err: ApiError) -> Response:
     return resp
 
 
-@blueprint.get("/<org>/<location>/<queue>/<ticket_hash>")
+@blueprint.get("/<page_segment:org>/<location>/<queue>/<ticket_hash>")
 def ticket_long_link(org: str, location: str, queue: str, ticket_hash: str) -> Response:
     """``/<org>/<location id>/<queue id>/<hash>``: the printed or cloud form of a ticket link.
 
     Only the hash names the ticket (the other parts say where it was taken and are
     not trusted); anything that is not shaped like one is an ordinary 404.
     """
-    if org in ("api", "static", "assets") or not is_ticket_hash(ticket_hash):
+    if not is_ticket_hash(ticket_hash):
         abort(404)
     return redirect(url_for("pages.ticket_page", ticket_hash=ticket_hash), code=301)
