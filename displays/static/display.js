@@ -22,7 +22,6 @@
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
     });
   }
-  function key(c) { return c.code + "|" + c.called_at; }
 
   /* -- rendering ------------------------------------------------------------------ */
   function renderHero(fresh) {
@@ -39,9 +38,9 @@
     el.setAttribute("data-code", hero.code);
   }
   function renderRecent() {
-    var html = "", shown = 0, heroKey = hero ? key(hero) : "";
+    var html = "", shown = 0, heroCode = hero ? hero.code : null;
     for (var i = 0; i < calls.length && shown < cfg.recent; i++) {
-      if (key(calls[i]) === heroKey) continue;
+      if (calls[i].code === heroCode) continue;  // a code is listed once: large, or here
       html += '<li><span class="code">' + esc(calls[i].code) + '</span><span class="desk">' +
         esc(calls[i].desk_name) + "</span></li>";
       shown++;

@@ -75,6 +75,9 @@ class Office:
     def call_next(self) -> dict[str, Any]:
         return self._post(f"/desks/{self.desk['id']}/call-next", self.staff, {})
 
+    def recall(self, ticket_id: str) -> dict[str, Any]:
+        return self._post(f"/tickets/{ticket_id}/recall", self.staff, {})
+
 
 @pytest.fixture(scope="module")
 def office(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Office]:

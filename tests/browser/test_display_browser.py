@@ -24,7 +24,7 @@ def test_display_shows_a_call_with_the_desk_and_announces_it(open_page, office, 
     _live(page)
     page.evaluate("window.__notReloaded = true")
     ticket = office.join()
-    office.call_next()
+    called = office.call_next()
     hero = page.locator("#hero")
     hero.filter(has_text=ticket["code"]).wait_for(timeout=5000)
     assert "Room 3" in hero.inner_text()
@@ -36,6 +36,27 @@ def test_display_shows_a_call_with_the_desk_and_announces_it(open_page, office, 
     assert page.evaluate("window.__notReloaded") is True
     page.wait_for_timeout(300)
     page.screenshot(path=str(artifacts / "display-1920x1080.png"))
+    office.recall(called["id"])  # a recall is announced again
+    page.wait_for_function("window.__jonotAnnouncements.length >= 2", timeout=5000)
+    again = _log(page)[-1]
+    assert again["code"] == ticket["code"] and again["recall"] is True
+    assert page.locator("#recent").filter(has_text=ticket["code"]).count() == 0  # listed once
+    page.set_viewport_size({"width": 3840, "height": 2160})
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(artifacts / "display-3840x2160.png"))
+    assert page.js_errors == []
+
+
+def test_a_busy_morning_keeps_everything_bounded(open_page, office):
+    page, _ = open_page("/display", 1280, 720)
+    _live(page)
+    for _ in range(30):
+        office.join()
+        office.call_next()
+    page.wait_for_function("window.__jonotAnnouncements.length >= 20", timeout=10_000)
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.__jonotAnnouncements.length") == 20
+    assert page.locator("#recent li").count() == 5
     assert page.js_errors == []
 
 
