@@ -175,10 +175,12 @@
     var wanted = false;
     try { wanted = window.localStorage.getItem("jonot.sound") === "on"; } catch (e) { /* none */ }
     if (!wanted) { $("sound").hidden = false; return; }
-    audio.muted = true;  // probe whether the browser lets this page play sound by itself
+    // Probe whether the browser lets this page play sound by itself: silent but not
+    // muted (muted playback is always allowed, so it would prove nothing).
+    audio.volume = 0;
     var p = audio.play();
-    function ok() { audio.pause(); audio.muted = false; soundOn = true; }
-    if (p && p.then) p.then(ok, function () { audio.muted = false; soundBlocked(); });
+    function ok() { audio.pause(); audio.volume = 1; soundOn = true; }
+    if (p && p.then) p.then(ok, function () { audio.volume = 1; soundBlocked(); });
     else ok();
   }
 
