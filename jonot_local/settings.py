@@ -192,7 +192,7 @@ class Settings:
         "the server has (en, fi)."))
     display_language: str = field(default="", metadata=_meta(
         "Language of the TV displays and their spoken announcements (en, fi); empty: the "
-        "display browser's own language."))
+        "display browser's own language.", shown="none: the browser's"))
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,

@@ -1,6 +1,6 @@
 """The TV display: ``/display`` (every queue) and ``/display/<id>`` (a display's queues).
 
-The first paint is server-rendered from ``public_state`` — the very payload the
+The first paint is server-rendered from ``display_state`` — the very payload the
 public stream's ``state`` event carries — and the page's script then follows
 ``GET /api/v1/events?display=<id>`` and renders the same JSON, so both speak
 from one source. ``HX-Request: true`` gets the board fragment alone.
@@ -15,8 +15,8 @@ from babel.dates import format_time
 from flask import abort, g, render_template, url_for
 from flask_babel import get_locale, gettext, ngettext
 
-from ..api.streams import public_state
 from ..domain import queues
+from ..domain.display import display_scope, display_state
 from ..domain.errors import NotFound
 from ..domain.location import get_location
 from ..runtime import runtime
@@ -56,8 +56,7 @@ def display(display_id: str | None) -> Any:
                 record = queues.get_display(tx, display_id)
             except NotFound:
                 abort(404)
-        scope = frozenset(record["queue_ids"]) if record and record["queue_ids"] else None
-        state = public_state(tx, record, scope, rt.settings.default_service_s)
+        state = display_state(tx, record, display_scope(record), rt.settings.default_service_s)
         clinic = get_location(tx)["name"]
     stream = url_for("api.public_events", display=display_id) if display_id else url_for(
         "api.public_events")

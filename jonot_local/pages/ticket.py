@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Response, abort, redirect, render_template, url_for
 from flask_babel import gettext, ngettext
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..api.errors import ApiError
 from ..api.tickets import held_ticket, holder_view
@@ -135,7 +136,7 @@ def _problem_page(err: ApiError) -> Response:
 
 
 @blueprint.get("/<page_segment:org>/<location>/<queue>/<ticket_hash>")
-def ticket_long_link(org: str, location: str, queue: str, ticket_hash: str) -> Response:
+def ticket_long_link(org: str, location: str, queue: str, ticket_hash: str) -> BaseResponse:
     """``/<org>/<location id>/<queue id>/<hash>``: the printed or cloud form of a ticket link.
 
     Only the hash names the ticket (the other parts say where it was taken and are
