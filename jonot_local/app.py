@@ -63,6 +63,8 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
 
     app.register_blueprint(api_blueprint)
     api_errors.register(app)
+    from .pages import init_app as init_pages  # the people-facing pages and their languages
+    init_pages(app)
     return app
 
 

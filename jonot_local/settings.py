@@ -166,6 +166,14 @@ class Settings:
         "Live-stream slots only registered displays and desks may use (cut to the stream "
         "slots, JONOT_THREADS - JONOT_STREAM_RESERVE, when larger).", minimum=0, maximum=10_000))
 
+    # -- pages: languages (jonot_local/i18n.py)
+    language: str = field(default="en", metadata=_meta(
+        "Language of the pages when neither the address (?lang=) nor the browser asks for one "
+        "the server has (en, fi)."))
+    display_language: str = field(default="", metadata=_meta(
+        "Language of the TV displays and their spoken announcements (en, fi); empty: the "
+        "display browser's own language.", shown="none: the browser's"))
+
     def __post_init__(self) -> None:
         for f in fields(self):
             _check_range(f, getattr(self, f.name), env_name(f.name))
