@@ -191,6 +191,29 @@ def _live_codes(db: Database) -> None:
     db.execute("CREATE UNIQUE INDEX ux_queues_prefix ON queues(prefix)")
 
 
+@MIGRATIONS(name="0003_join_keys")
+def _join_keys(db: Database) -> None:
+    """Live anonymous tickets and the hashed key of the client that took each one."""
+    db.executescript(
+        """
+        CREATE TABLE join_keys (
+            ticket_id TEXT PRIMARY KEY REFERENCES tickets(id) ON DELETE CASCADE,
+            client_key TEXT NOT NULL,
+            address_key TEXT
+        );
+        CREATE INDEX ix_join_keys_client ON join_keys(client_key);
+        CREATE INDEX ix_join_keys_address ON join_keys(address_key)
+            WHERE address_key IS NOT NULL;
+        -- Only live tickets count: the row goes when its ticket ends.
+        CREATE TRIGGER tr_join_keys_ended AFTER UPDATE OF state ON tickets
+            WHEN NEW.state NOT IN ('WAITING', 'CALLED')
+        BEGIN
+            DELETE FROM join_keys WHERE ticket_id = NEW.id;
+        END;
+        """
+    )
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every pending migration; returns the names applied.
 
