@@ -202,8 +202,27 @@ def _join_keys(db: Database) -> None:
             address_key TEXT
         );
         CREATE INDEX ix_join_keys_client ON join_keys(client_key);
-        CREATE INDEX ix_join_keys_address ON join_keys(address_key)
-            WHERE address_key IS NOT NULL;
+        -- Live tickets per key (client or address), kept by the triggers below, so
+        -- checking a budget is one primary-key read whatever the cap.
+        CREATE TABLE join_key_counts (
+            key TEXT PRIMARY KEY,
+            live INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TRIGGER tr_join_keys_counted AFTER INSERT ON join_keys
+        BEGIN
+            INSERT INTO join_key_counts (key, live) VALUES (NEW.client_key, 1)
+                ON CONFLICT (key) DO UPDATE SET live = live + 1;
+            INSERT INTO join_key_counts (key, live) SELECT NEW.address_key, 1
+                WHERE NEW.address_key IS NOT NULL
+                ON CONFLICT (key) DO UPDATE SET live = live + 1;
+        END;
+        CREATE TRIGGER tr_join_keys_uncounted AFTER DELETE ON join_keys
+        BEGIN
+            UPDATE join_key_counts SET live = live - 1
+                WHERE key IN (OLD.client_key, OLD.address_key);
+            DELETE FROM join_key_counts
+                WHERE key IN (OLD.client_key, OLD.address_key) AND live <= 0;
+        END;
         -- Only live tickets count: the row goes when its ticket ends.
         CREATE TRIGGER tr_join_keys_ended AFTER UPDATE OF state ON tickets
             WHEN NEW.state NOT IN ('WAITING', 'CALLED')

@@ -3,8 +3,9 @@
 ``join_keys`` has one row per live (WAITING or CALLED) anonymous ticket with
 the hashed key of the client that took it (and, behind a proxy, of its
 address). A trigger deletes the row when the ticket ends, so the table only
-ever holds live tickets and a client's count is a short index range read,
-whatever the size of the history. Rows are written in the join's own
+ever holds live tickets; triggers keep ``join_key_counts`` (live tickets per
+key) in step, so checking a budget is one primary-key read whatever the cap or
+the size of the history. Rows are written in the join's own
 transaction, so counts are exact under concurrency and survive a restart.
 """
 
@@ -23,8 +24,8 @@ def claim(tx: Tx, ticket_id: str, client_key: str, client_max: int,
     """
     cur = tx.execute(
         "INSERT INTO join_keys (ticket_id, client_key, address_key) SELECT ?1, ?2, ?3 "
-        "WHERE (SELECT COUNT(*) FROM join_keys WHERE client_key = ?2) < ?4 "
-        "AND (?3 IS NULL OR (SELECT COUNT(*) FROM join_keys WHERE address_key = ?3) < ?5)",
+        "WHERE COALESCE((SELECT live FROM join_key_counts WHERE key = ?2), 0) < ?4 "
+        "AND (?3 IS NULL OR COALESCE((SELECT live FROM join_key_counts WHERE key = ?3), 0) < ?5)",
         (ticket_id, client_key, address_key, client_max, address_max))
     return cur.rowcount == 1
 
@@ -36,7 +37,7 @@ def live_codes(tx: Tx, client_key: str) -> list[str]:
     return [r["code"] for r in rows]
 
 
-def address_count(tx: Tx, address_key: str) -> int:
-    """How many live tickets were taken from one (hashed) address."""
-    row = tx.one("SELECT COUNT(*) AS n FROM join_keys WHERE address_key = ?", (address_key,))
-    return int(row["n"])
+def live_count(tx: Tx, key: str) -> int:
+    """How many live tickets are held under one (hashed) client or address key."""
+    row = tx.one("SELECT live FROM join_key_counts WHERE key = ?", (key,))
+    return int(row["live"]) if row else 0
