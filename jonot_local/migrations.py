@@ -200,8 +200,10 @@ def _join_keys(db: Database) -> None:
             ticket_id TEXT PRIMARY KEY REFERENCES tickets(id) ON DELETE CASCADE,
             client_key TEXT NOT NULL,
             address_key TEXT
-        );
-        CREATE INDEX ix_join_keys_client ON join_keys(client_key);
+        ) WITHOUT ROWID;
+        -- No index on the keys: only a refused join lists a client's codes, and the
+        -- table holds live anonymous tickets only. Each index would be one more page
+        -- written (and synced) by every anonymous join.
         -- Live tickets per key (client or address), kept by the triggers below, so
         -- checking a budget is one primary-key read whatever the cap.
         CREATE TABLE join_key_counts (

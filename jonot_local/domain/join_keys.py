@@ -31,7 +31,10 @@ def claim(tx: Tx, ticket_id: str, client_key: str, client_max: int,
 
 
 def live_codes(tx: Tx, client_key: str) -> list[str]:
-    """The codes of the live tickets a client holds, oldest first."""
+    """The codes of the live tickets a client holds, oldest first.
+
+    Only for a refused join: it reads every live anonymous ticket's key (no index).
+    """
     rows = tx.all("SELECT t.code FROM join_keys k JOIN tickets t ON t.id = k.ticket_id "
                   "WHERE k.client_key = ? ORDER BY t.created_at, t.id", (client_key,))
     return [r["code"] for r in rows]
