@@ -19,8 +19,8 @@ from .settings import Settings
 from .signin import SignInGuard
 
 if TYPE_CHECKING:  # the api package imports this module
-    from .api.ratelimit import HashLookupLimits
     from .api.join_budget import JoinBudget
+    from .api.ratelimit import HashLookupLimits
     from .api.streams import StreamRegistry
 
 
