@@ -112,6 +112,9 @@ def _summary(results: dict[str, Any], parts: tuple[str, ...]) -> None:
         rows.append(["  join p50 / p99 ms", f"{j['jonot']['p50_ms']} / {j['jonot']['p99_ms']}",
                      "", ""])
         rows.append(["  bare Flask+waitress+SQLite insert/s", j["bare"]["per_s"], "(~850)", ""])
+        rows.append(["  ratio to bare: staff token / anonymous",
+                     f"{j['ratio_to_bare']} / {j['anonymous_ratio_to_bare']}", ">= 0.7",
+                     _ok((j["ratio_to_bare"] or 0) >= 0.7)])
     c = results.get("call-next") or {}
     for n, r in (c.get("sizes") or {}).items():
         rows.append([f"call-next p50 / p99 ms, {n:,} history (HTTP)",

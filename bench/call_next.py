@@ -136,7 +136,8 @@ def _http_loop(data_dir: Path, office: dict[str, Any], iterations: int) -> dict[
     desk, qids = office["desks"][0], office["queues"]
     latencies: list[float] = []
     errors = 0
-    with jonot_server(data_dir) as server:
+    with jonot_server(data_dir, env={"JONOT_JOIN_LIVE_MAX": "1000000000",
+                                     "JONOT_JOIN_PER_MIN": "1000000000"}) as server:
         client = HttpClient(server.url, bearer_headers(server.url))
         anonymous = HttpClient(server.url)
         try:

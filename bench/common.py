@@ -198,9 +198,10 @@ class HttpClient:
     """One keep-alive HTTP/1.1 connection; reconnects once if the server closed it."""
 
     def __init__(self, base_url: str, headers: dict[str, str] | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, source: str | None = None) -> None:
         host, _, port = base_url.removeprefix("http://").partition(":")
         self.host, self.port, self.timeout = host, int(port or 80), timeout
+        self.source = (source, 0) if source else None
         self.headers = dict(headers or {})
         self.conn: http.client.HTTPConnection | None = None
 
@@ -212,7 +213,8 @@ class HttpClient:
             headers["Content-Type"] = "application/json"
         for attempt in (1, 2):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout,
+                                                       source_address=self.source)
             try:
                 self.conn.request(method, path, body=payload, headers=headers)
                 resp = self.conn.getresponse()
@@ -251,6 +253,7 @@ local body = %(body)s
 local n = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+%(headers)s
 request = function()
   n = n + 1
   return wrk.format("POST", paths[(n %% #paths) + 1], nil, body)
@@ -276,13 +279,16 @@ def _lua_string(text: str) -> str:
 
 
 def load_wrk(base_url: str, paths: Sequence[str], body: dict[str, Any], duration: float,
-             connections: int = 16, work_dir: Path | None = None) -> dict[str, Any]:
+             connections: int = 16, work_dir: Path | None = None,
+             headers: dict[str, str] | None = None) -> dict[str, Any]:
     """POST ``body`` round-robin to ``paths`` with wrk (2 threads) for ``duration`` seconds."""
     exe = wrk_path()
     if exe is None:
         raise RuntimeError("wrk is not installed")
     script = WRK_LUA % {"paths": ", ".join(_lua_string(p) for p in paths),
-                        "body": _lua_string(json.dumps(body))}
+                        "body": _lua_string(json.dumps(body)),
+                        "headers": "\n".join(f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}"
+                                             for k, v in (headers or {}).items())}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", dir=work_dir, delete=False) as f:
         f.write(script)
     try:
@@ -306,15 +312,20 @@ def load_wrk(base_url: str, paths: Sequence[str], body: dict[str, Any], duration
 
 
 def load_python(base_url: str, paths: Sequence[str], body: dict[str, Any], duration: float,
-                connections: int = 16) -> dict[str, Any]:
-    """Like ``load_wrk`` with ``connections`` Python threads, one keep-alive connection each."""
+                connections: int = 16, headers: dict[str, str] | None = None,
+                sources: Sequence[str] = ()) -> dict[str, Any]:
+    """Like ``load_wrk`` with ``connections`` Python threads, one keep-alive connection each.
+
+    ``sources``: local addresses the connections are bound to, round-robin (many clients).
+    """
     latencies: list[list[float]] = [[] for _ in range(connections)]
     errors = [0] * connections
     start = threading.Event()
     deadline = [0.0]
 
     def worker(k: int) -> None:
-        client = HttpClient(base_url, timeout=10)
+        client = HttpClient(base_url, headers=headers, timeout=10,
+                            source=sources[k % len(sources)] if sources else None)
         start.wait()
         n = k
         while time.perf_counter() < deadline[0]:
@@ -351,11 +362,12 @@ def load_python(base_url: str, paths: Sequence[str], body: dict[str, Any], durat
 
 def post_load(base_url: str, paths: Sequence[str], body: dict[str, Any], duration: float,
               client: str = "auto", connections: int = 16,
-              work_dir: Path | None = None) -> dict[str, Any]:
+              work_dir: Path | None = None,
+              headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the chosen load client (``auto``: wrk if installed, else Python threads)."""
     if client == "wrk" or (client == "auto" and wrk_path()):
-        return load_wrk(base_url, paths, body, duration, connections, work_dir)
-    return load_python(base_url, paths, body, duration, connections)
+        return load_wrk(base_url, paths, body, duration, connections, work_dir, headers)
+    return load_python(base_url, paths, body, duration, connections, headers)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

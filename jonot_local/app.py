@@ -60,6 +60,9 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
                                 x_host=settings.trusted_proxies)
 
     from .api import blueprint as api_blueprint
+    from .api import join_budget
+
+    join_budget.wire(app, settings)
 
     app.register_blueprint(api_blueprint)
     api_errors.register(app)

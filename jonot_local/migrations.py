@@ -191,6 +191,50 @@ def _live_codes(db: Database) -> None:
     db.execute("CREATE UNIQUE INDEX ux_queues_prefix ON queues(prefix)")
 
 
+@MIGRATIONS(name="0003_join_keys")
+def _join_keys(db: Database) -> None:
+    """Live anonymous tickets and the hashed key of the client that took each one."""
+    db.executescript(
+        """
+        CREATE TABLE join_keys (
+            ticket_id TEXT PRIMARY KEY REFERENCES tickets(id) ON DELETE CASCADE,
+            client_key TEXT NOT NULL,
+            address_key TEXT
+        ) WITHOUT ROWID;
+        -- No index on the keys: only a refused join lists a client's codes, and the
+        -- table holds live anonymous tickets only. Each index would be one more page
+        -- written (and synced) by every anonymous join.
+        -- Live tickets per key (client or address), kept by the triggers below, so
+        -- checking a budget is one primary-key read whatever the cap.
+        CREATE TABLE join_key_counts (
+            key TEXT PRIMARY KEY,
+            live INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TRIGGER tr_join_keys_counted AFTER INSERT ON join_keys
+        BEGIN
+            INSERT INTO join_key_counts (key, live) VALUES (NEW.client_key, 1)
+                ON CONFLICT (key) DO UPDATE SET live = live + 1;
+            INSERT INTO join_key_counts (key, live) SELECT NEW.address_key, 1
+                WHERE NEW.address_key IS NOT NULL
+                ON CONFLICT (key) DO UPDATE SET live = live + 1;
+        END;
+        CREATE TRIGGER tr_join_keys_uncounted AFTER DELETE ON join_keys
+        BEGIN
+            UPDATE join_key_counts SET live = live - 1
+                WHERE key IN (OLD.client_key, OLD.address_key);
+            DELETE FROM join_key_counts
+                WHERE key IN (OLD.client_key, OLD.address_key) AND live <= 0;
+        END;
+        -- Only live tickets count: the row goes when its ticket ends.
+        CREATE TRIGGER tr_join_keys_ended AFTER UPDATE OF state ON tickets
+            WHEN NEW.state NOT IN ('WAITING', 'CALLED')
+        BEGIN
+            DELETE FROM join_keys WHERE ticket_id = NEW.id;
+        END;
+        """
+    )
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every pending migration; returns the names applied.
 

@@ -19,6 +19,7 @@ from .settings import Settings
 from .signin import SignInGuard
 
 if TYPE_CHECKING:  # the api package imports this module
+    from .api.join_budget import JoinBudget
     from .api.ratelimit import HashLookupLimits
     from .api.streams import StreamRegistry
 
@@ -39,6 +40,7 @@ class Runtime:
     hash_limits: HashLookupLimits = field(default_factory=_default_hash_limits)
     signin: SignInGuard | None = None  # made by create_app
     streams: StreamRegistry | None = None  # live-stream slots and feed (create_app)
+    join_budget: JoinBudget | None = None  # set by create_app
 
 
 def runtime() -> Runtime:

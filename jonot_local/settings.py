@@ -83,6 +83,19 @@ class Settings:
     trusted_proxies: int = field(default=0, metadata=_meta(
         "Reverse proxies in front of the server whose X-Forwarded-For is trusted.",
         minimum=0, maximum=10))
+    # -- join budget: anonymous joins per client (staff and registered kiosks are exempt)
+    join_live_max: int = field(default=3, metadata=_meta(
+        "Live tickets (waiting or called) one anonymous client may hold at once.",
+        minimum=1))
+    join_per_min: int = field(default=10, metadata=_meta(
+        "Anonymous joins one client may make per minute (a token bucket with that burst).",
+        minimum=1))
+    join_address_live_max: int = field(default=30, metadata=_meta(
+        "Behind trusted_proxies: live anonymous tickets all clients of one forwarded "
+        "address may hold (many phones share a carrier's address).", minimum=1))
+    join_address_per_min: int = field(default=60, metadata=_meta(
+        "Behind trusted_proxies: anonymous joins per minute from one forwarded address.",
+        minimum=1))
     backup_interval_s: int = field(default=6 * 3600, metadata=_meta(
         "Seconds between automatic online backups while serving (0 turns them off).",
         minimum=0, maximum=366 * 86_400))

@@ -25,7 +25,7 @@ from flask.testing import FlaskClient
 
 from jonot_local.domain import queues, users
 
-from .support import ADMIN, STAFF, LiveServer, World, build_app, seed_accounts
+from .support import ADMIN, STAFF, UNLIMITED_JOINS, LiveServer, World, build_app, seed_accounts
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -122,6 +122,6 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A real ``jonot-local serve`` on loopback with the admin/staff accounts."""
     data_dir = tmp_path / "live"
     seed_accounts(data_dir)
-    server = LiveServer(data_dir).start()
+    server = LiveServer(data_dir, env=UNLIMITED_JOINS).start()
     yield server
     server.stop()

@@ -19,6 +19,8 @@ from jonot_local.app import create_app
 from jonot_local.domain import users
 
 ADMIN = ("admin", "admin-password")
+# For servers that tests flood with anonymous joins from one address.
+UNLIMITED_JOINS = {"JONOT_JOIN_LIVE_MAX": "1000000000", "JONOT_JOIN_PER_MIN": "1000000000"}
 STAFF = ("staff", "staff-password")
 CHEAP_HASH = "pbkdf2:sha256:1000"  # password hashing for tests: fast, not strong
 

@@ -20,7 +20,8 @@ from .support import STAFF
 _PREFIXES = ("".join(p) for p in itertools.product("ABCDEFGHIJKLMNOPQRSTUVWXYZ", repeat=2))
 
 
-pytestmark = pytest.mark.shared_world(default_service_s=120)
+pytestmark = pytest.mark.shared_world(default_service_s=120, join_live_max=10_000,
+                                       join_per_min=100_000)
 
 
 class Api:

@@ -27,7 +27,7 @@ from jonot_local.domain import queues, users
 from jonot_local.domain.location import get_location
 from jonot_local.settings import Settings
 
-from .support import ADMIN, LiveServer, setup_office, ticket_rows, token
+from .support import ADMIN, UNLIMITED_JOINS, LiveServer, setup_office, ticket_rows, token
 
 
 def run(*args: str, input: str | None = None) -> Any:
@@ -336,7 +336,7 @@ def test_backup_while_serving_then_restore_gives_the_same_tickets(live_server, t
     for suffix in ("-wal", "-shm"):
         assert not Path(str(database_path(data_dir)) + suffix).exists()
 
-    again = LiveServer(data_dir).start()
+    again = LiveServer(data_dir, env=UNLIMITED_JOINS).start()
     try:
         some = backed_up[len(backed_up) // 2]
         r = requests.get(f"{again.url}/api/v1/tickets/by-hash/{some[3]}", timeout=10)

@@ -28,6 +28,7 @@ from jonot_local.db import DB_FILENAME
 from .support import (
     ADMIN,
     STAFF,
+    UNLIMITED_JOINS,
     LiveServer,
     seed_accounts,
     setup_office,
@@ -38,7 +39,8 @@ from .support import (
 pytestmark = pytest.mark.slow
 
 # Look-ups by hash are checked in bulk here: lift the per-client budget and the floor.
-SERVER_ENV = {"JONOT_HASH_LOOKUP_PER_MIN": "1000000", "JONOT_HASH_LOOKUP_FLOOR_MS": "0"}
+SERVER_ENV = {"JONOT_HASH_LOOKUP_PER_MIN": "1000000", "JONOT_HASH_LOOKUP_FLOOR_MS": "0",
+              **UNLIMITED_JOINS}
 TIMEOUT = 15
 
 

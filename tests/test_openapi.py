@@ -223,7 +223,8 @@ def contract_app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One seeded office per module (and xdist worker), shared by the schemathesis items."""
     app = create_app({"data_dir": tmp_path_factory.mktemp("contract"),
                       "hash_lookup_floor_ms": 0, "hash_lookup_per_min": 1_000_000,
-                      "hash_miss_per_min": 1_000_000})
+                      "hash_miss_per_min": 1_000_000, "join_per_min": 1_000_000,
+                      "join_live_max": 1_000_000})
     KNOWN.clear()
     KNOWN.update(_seed(app))
     store = app.extensions["jonot"].store

@@ -425,7 +425,8 @@ def _paths() -> dict[str, dict[str, Any]]:
             {**_ok("JoinedTicket", "The new ticket", "201", headers={"Location": {
                 "required": True, "description": "The holder's look-up path",
                 "schema": STR}}),
-             **body_errs, **_resp("Unauthorized", "Forbidden", "NotFound", "Conflict")},
+             **body_errs, **_resp("Unauthorized", "Forbidden", "NotFound", "Conflict",
+                                  "RateLimited")},
             body=_body(JoinRequest, required=False)),
     }
     p[f"{v}/queues/{{queue_id}}/tickets"]["post"]["security"] = [{}, {"bearer": []}]

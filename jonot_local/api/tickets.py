@@ -21,6 +21,7 @@ from ..timeutil import parse_iso, to_iso
 from . import blueprint
 from .common import current_user, page_args, read_body, require, ticket_json
 from .errors import ApiError
+from .join_budget import join_transaction
 from .ratelimit import HashLookupLimits
 
 
@@ -132,8 +133,7 @@ def join(queue_id: str) -> tuple[Response, int]:
             raise ApiError(403, "forbidden", "Only staff can add notes to a ticket.")
     else:
         source = source or "desk"
-    store = runtime().store
-    with store.write() as tx:
+    with join_transaction(user) as tx:
         ticket = tickets.join(
             tx, queue_id, source=source,
             name=body.get("name"),
