@@ -199,6 +199,11 @@ def user_for_token(tx: Tx, token: str) -> dict[str, Any] | None:
     return get_user(tx, row["id"]) if row else None
 
 
+def revoke_token(tx: Tx, token: str) -> None:
+    """End one session: the token stops working at once (unknown tokens are ignored)."""
+    tx.execute("DELETE FROM api_tokens WHERE token_hash = ?", (_token_hash(token),))
+
+
 def _method(tx: Tx) -> str:
     return getattr(tx.store, "password_hash_method", None) or DEFAULT_HASH_METHOD
 

@@ -1,4 +1,4 @@
-"""The people-facing pages: the TV display and the ticket page (more pages join here).
+"""The people-facing pages: the TV display, the ticket page, staff sign-in (more join here).
 
 Each page is a module with its routes on the ``pages`` blueprint; views are thin
 adapters over the same domain functions and payloads the JSON API uses.
@@ -20,15 +20,16 @@ class PageSegment(BaseConverter):
     regex = r"(?!(?:api|static|assets)(?:/|$))[^/]+"
 
 
-blueprint = Blueprint("pages", __name__)
+blueprint: Blueprint = Blueprint("pages", __name__)
 # The TV display's own templates and assets (chime, script, styles) live in displays/.
 display_assets = Blueprint("display_assets", __name__,
                            template_folder=str(displays_dir() / "templates"),
                            static_folder=str(displays_dir() / "static"),
                            static_url_path="/assets/display")
 
-from . import display, ticket  # noqa: E402,F401  (routes register on import)
+from . import display, session, ticket  # noqa: E402,F401  (routes register on import)
 from .assets import init_assets  # noqa: E402
+from .session import init_session  # noqa: E402
 
 
 def init_app(app: Flask) -> None:
@@ -37,4 +38,5 @@ def init_app(app: Flask) -> None:
     i18n.init_app(app)
     init_assets(app)
     app.register_blueprint(blueprint)
+    init_session(app)
     app.register_blueprint(display_assets)
