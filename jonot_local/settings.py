@@ -166,6 +166,17 @@ class Settings:
         "Live-stream slots only registered displays and desks may use (cut to the stream "
         "slots, JONOT_THREADS - JONOT_STREAM_RESERVE, when larger).", minimum=0, maximum=10_000))
 
+    # -- on the LAN: zeroconf announcement and the desk window's discovery (jonot_local/lan)
+    mdns_hostname: str = field(default="jonot", metadata=_meta(
+        "mDNS host name announced by serve (jonot.local); when another responder has it, "
+        "jonot-2.local and so on."))
+    mdns_interfaces: str = field(default="", metadata=_meta(
+        "Comma-separated addresses to announce on and browse from (default: those serve "
+        "listens on; the desk window: every interface)."))
+    mdns_poll_s: float = field(default=30.0, metadata=_meta(
+        "Seconds between checks of the machine's addresses; serve announces again when "
+        "they changed."))
+
     def __post_init__(self) -> None:
         for f in fields(self):
             _check_range(f, getattr(self, f.name), env_name(f.name))
