@@ -23,7 +23,10 @@ from . import SERVICE_TYPE
 
 log = logging.getLogger("jonot_local.lan")
 
-HOST_NAME_WAIT_S = 0.75  # how long an mDNS query for our host name may go unanswered
+# How long a query for our host name may go unanswered before the name is ours. A
+# responder answers a record it multicast in the last second only after a second
+# query (python-zeroconf keeps RFC 6762's rate limit), so this is longer than one.
+HOST_NAME_WAIT_S = 1.5
 MAX_HOST_NAME_TRIES = 9
 
 
@@ -148,12 +151,13 @@ class Announcer:
 
     def _claim_host_name(self, zc: Any) -> str:
         """The base host name, or the first ``base-N`` no other responder answers for."""
-        from zeroconf import AddressResolver
+        from zeroconf import AddressResolver, DNSQuestionType
 
         for n in range(1, MAX_HOST_NAME_TRIES + 1):
             candidate = self.base_host_name if n == 1 else f"{self.base_host_name}-{n}"
             resolver = AddressResolver(f"{candidate}.local.")
-            if not resolver.request(zc, int(HOST_NAME_WAIT_S * 1000)):
+            if not resolver.request(zc, int(HOST_NAME_WAIT_S * 1000),
+                                    question_type=DNSQuestionType.QM):
                 if n > 1:
                     log.warning("mDNS host name %s.local is taken by another responder; "
                                 "announcing as %s.local", self.base_host_name, candidate)
