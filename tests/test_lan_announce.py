@@ -139,7 +139,8 @@ server = subprocess.Popen([sys.executable, "-m", "jonot_local", "serve", "--host
 health = None
 while time.monotonic() - t0 < 20:
     try:
-        health = json.load(urllib.request.urlopen("http://127.0.0.1:18080/api/v1/health", timeout=2))
+        health = json.load(urllib.request.urlopen("http://127.0.0.1:18080/api/v1/health",
+                                                  timeout=2))
         if health["discovery"]["state"] != "off":
             break
     except OSError:
@@ -171,8 +172,8 @@ def test_port_5353_held_by_another_responder_leaves_the_server_serving(tmp_path)
 
 def test_the_announcement_follows_the_machines_addresses():
     addresses: list[str] = []
-    office, LOC = unique("Moves"), unique("L")
-    announcer = Announcer(port=18181, version="0", describe=lambda: (LOC, office),
+    office, loc = unique("Moves"), unique("L")
+    announcer = Announcer(port=18181, version="0", describe=lambda: (loc, office),
                           addresses=lambda: list(addresses), host_name=unique("jonot"),
                           poll_s=0.2)
     announcer.start()
@@ -186,13 +187,13 @@ def test_the_announcement_follows_the_machines_addresses():
         while announcer.status()["state"] != "announcing" and time.monotonic() < deadline:
             time.sleep(0.02)
         assert announcer.status()["addresses"] == ["127.0.0.1"]
-        found = browse(3.0, ["127.0.0.1"], want_location=LOC)
-        assert [(s.location, s.port) for s in found if s.location == LOC] == \
-            [(LOC, 18181)]
+        found = browse(3.0, ["127.0.0.1"], want_location=loc)
+        assert [(s.location, s.port) for s in found if s.location == loc] == \
+            [(loc, 18181)]
     finally:
         announcer.stop()
     assert announcer.status()["state"] == "off"
-    assert not [s for s in browse(1.5, ["127.0.0.1"]) if s.location == LOC]
+    assert not [s for s in browse(1.5, ["127.0.0.1"]) if s.location == loc]
 
 
 def test_which_addresses_are_announced():
