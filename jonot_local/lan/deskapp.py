@@ -22,7 +22,7 @@ from .discover import Connector, Decision, Memory, Server
 
 ALIVE_EVERY_S = 2.0
 RETRY_EVERY_S = 3.0
-REBROWSE_EVERY_S = 15.0
+REBROWSE_EVERY_S = 5.0
 TITLE = "Jonot Local — desk"
 
 
@@ -79,7 +79,8 @@ class DeskController:
                 say(f"choose one of {len(decision.servers)} servers")
                 self._wait(REBROWSE_EVERY_S)
             else:
-                self._show("retry", retry_html(decision.reason))
+                self.api._servers = list(decision.servers)
+                self._show("retry", retry_html(decision.reason, decision.servers))
                 say(f"server not reachable — retrying ({decision.reason})")
                 self._wait(RETRY_EVERY_S)
 
@@ -143,19 +144,24 @@ def _page(body: str, cls: str = "") -> str:
             f"{_TYPED_URL}</main></body></html>")
 
 
-def retry_html(reason: str) -> str:
-    """The "server not reachable — retrying" screen."""
+def retry_html(reason: str, others: Sequence[Server] = ()) -> str:
+    """The "server not reachable — retrying" screen, offering any other office found."""
+    offer = f"<p>Other offices on this network:</p>{_buttons(others)}" if others else ""
     return _page("<h1>Server not reachable — retrying</h1>"
                  f"<p class='reason'>{html.escape(reason)}</p>"
                  "<p class='spin'>Trying again every few seconds. The desk page comes back "
-                 "by itself when the server answers.</p>", "retry")
+                 f"by itself when the server answers.</p>{offer}", "retry")
+
+
+def _buttons(servers: Sequence[Server]) -> str:
+    return "".join(
+        f"<button onclick='window.pywebview.api.choose({i})'>{html.escape(s.name)}"
+        f"<small>{html.escape(s.url)}</small></button>" for i, s in enumerate(servers))
 
 
 def picker_html(servers: Sequence[Server], reason: str = "") -> str:
     """A list of announced servers to choose from: office name and address."""
-    buttons = "".join(
-        f"<button onclick='window.pywebview.api.choose({i})'>{html.escape(s.name)}"
-        f"<small>{html.escape(s.url)}</small></button>" for i, s in enumerate(servers))
+    buttons = _buttons(servers)
     return _page(f"<h1>Choose your office</h1><p class='reason'>{html.escape(reason)}</p>"
                  f"{buttons}", "choose")
 

@@ -113,13 +113,18 @@ def _resolve(zc: Any, name: str) -> Server | None:
 
 
 def decide(servers: Sequence[Server], remembered: dict[str, Any] | None) -> Decision:
-    """Connect to the remembered server's location when announced, else to the only one;
-    several and none remembered: the user chooses; none: retry."""
-    location = (remembered or {}).get("location")
+    """Connect to the remembered office when it is announced; with none remembered, to
+    the only server there is, or let the user choose among several. Otherwise retry
+    (the remembered office is not announced: the others are offered, never taken)."""
+    remembered = remembered or {}
+    location = remembered.get("location")
     if location:
         for server in servers:
             if server.location == location:
                 return _connect(server)
+        return Decision("retry", servers=list(servers),
+                        reason=f"{remembered.get('name') or 'the office'} is not announced "
+                               "on this network")
     if len(servers) == 1:
         return _connect(servers[0])
     if servers:
