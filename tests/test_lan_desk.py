@@ -27,13 +27,13 @@ from .lan_support import AnnouncingServer, unique
 pytestmark = pytest.mark.slow
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
-APT_PACKAGES = ["xvfb", "imagemagick", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-xinerama0",
+APT_PACKAGES = ["xvfb", "imagemagick", "xdotool", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-xinerama0",
                 "libxcb-image0", "libxcb-render-util0", "libxkbcommon-x11-0", "libxcb-cursor0"]
 
 
 def _install_missing() -> str | None:
-    """Install Xvfb, imagemagick and the Qt extra when missing; the reason it failed, if so."""
-    if not (shutil.which("Xvfb") and shutil.which("import")):
+    """Install Xvfb, imagemagick, xdotool and the Qt extra when missing; the reason it failed, if so."""
+    if not (shutil.which("Xvfb") and shutil.which("import") and shutil.which("xdotool")):
         if not (shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0):
             return "Xvfb and imagemagick are missing and cannot be installed (not root)"
         r = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends",
@@ -155,8 +155,8 @@ def test_the_window_discovers_shows_desk_retries_and_recovers(display, tmp_path)
 
 
 def test_the_window_lets_the_user_pick_between_two_servers(display, tmp_path):
-    a = AnnouncingServer(tmp_path / "a", unique("Clinic North"), unique("jonot")).start()
-    b = AnnouncingServer(tmp_path / "b", unique("Clinic South"), unique("jonot")).start()
+    a = AnnouncingServer(tmp_path / "a", unique("0 Clinic North"), unique("jonot")).start()
+    b = AnnouncingServer(tmp_path / "b", unique("0 Clinic South"), unique("jonot")).start()
     window = None
     try:
         a.wait_discovery("announcing")
@@ -164,6 +164,16 @@ def test_the_window_lets_the_user_pick_between_two_servers(display, tmp_path):
         window = DeskWindow(display, tmp_path / "desk")
         window.wait_line(r"choose one of \d+ servers")
         window.screenshot("desk_window_picker.png")
+        # The user picks the second office (names starting "0 " sort first): Tab, Tab, Enter.
+        win = subprocess.run(["xdotool", "search", "--sync", "--name", "Jonot Local"],
+                             capture_output=True, text=True, timeout=20,
+                             env={**os.environ, "DISPLAY": display}).stdout.split()[0]
+        subprocess.run(["xdotool", "windowfocus", "--sync", win, "key", "--delay", "150",
+                        "Tab", "Tab", "Return"], check=True, timeout=20,
+                       env={**os.environ, "DISPLAY": display})
+        window.wait_line(re.escape(f"showing {b.url}/desk"), timeout=20)
+        remembered = json.loads((tmp_path / "desk" / "desk.json").read_text())
+        assert remembered["location"] == b.health()["location_id"]
     finally:
         if window is not None:
             window.close()
