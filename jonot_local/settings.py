@@ -172,10 +172,11 @@ class Settings:
         "jonot-2.local and so on."))
     mdns_interfaces: str = field(default="", metadata=_meta(
         "Comma-separated addresses to announce on and browse from (default: those serve "
-        "listens on; the desk window: every interface)."))
+        "listens on; the desk window: every interface).",
+        shown="none: where serve listens"))
     mdns_poll_s: float = field(default=30.0, metadata=_meta(
         "Seconds between checks of the machine's addresses; serve announces again when "
-        "they changed."))
+        "they changed.", minimum=0.1, maximum=3600))
 
     def __post_init__(self) -> None:
         for f in fields(self):
