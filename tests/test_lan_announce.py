@@ -206,3 +206,53 @@ def test_which_addresses_are_announced():
     assert _host_label("Jonot.local.") == "jonot" and _host_label(" ") == "jonot"
     assert _instance_name("Dr. Virtanen's clinic") == "Dr Virtanen's clinic"
     assert len(_instance_name("ä" * 80).encode()) <= 63
+
+
+AVAHI = r"""
+set -e
+mount -t tmpfs none /run  # this mount namespace's own /run: its own system bus and avahi
+mkdir -p /run/dbus /run/avahi-daemon
+ip link set lo up
+# avahi skips loopback: a veth pair gives it a multicast interface of its own.
+ip link add j0 type veth peer name j1
+ip link set j1 up
+ip addr add 10.99.0.1/24 dev j0
+ip link set j0 multicast on up
+dbus-daemon --system --fork
+avahi-daemon --no-drop-root --no-chroot -D
+sleep 1
+JONOT_LOCATION_NAME="Avahi Clinic" JONOT_MDNS_INTERFACES=10.99.0.1 JONOT_MDNS_HOSTNAME=jonot-av \
+  "$PYTHON" -m jonot_local serve --host 10.99.0.1 --port 18090 --data-dir "$DATA" \
+  >/dev/null 2>&1 &
+HEALTH="import urllib.request; urllib.request.urlopen('http://10.99.0.1:18090/api/v1/health')"
+for i in $(seq 100); do
+  if "$PYTHON" -c "$HEALTH" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+sleep 4
+echo "--browse"; timeout 10 avahi-browse -rtp _jonot._tcp || true
+echo "--resolve"; timeout 10 avahi-resolve -4 -n jonot-av.local || true
+"""
+
+
+@pytest.mark.skipif(not (hasattr(os, "geteuid") and os.geteuid() == 0
+                         and all(shutil.which(t) for t in ("unshare", "ip", "avahi-daemon",
+                                                           "avahi-browse", "avahi-resolve",
+                                                           "dbus-daemon"))),
+                    reason="needs root, unshare, ip, dbus-daemon and avahi (avahi-daemon, "
+                           "avahi-utils) to run a private avahi in a network namespace")
+def test_avahi_browses_the_service_and_resolves_the_host_name(tmp_path):
+    # Network, mount and PID namespaces of its own: every daemon ends with the script.
+    out = subprocess.run(["unshare", "-n", "-m", "-p", "-f", "--propagation", "private",
+                          "sh", "-c", AVAHI], capture_output=True, text=True, timeout=90,
+                         env={**os.environ, "PYTHON": sys.executable,
+                              "DATA": str(tmp_path / "d")})
+    assert out.returncode == 0, out.stderr
+    browse_out = out.stdout.split("--resolve")[0]
+    resolved = [line for line in browse_out.splitlines() if line.startswith("=;")]
+    assert resolved, out.stdout + out.stderr
+    fields = resolved[0].split(";")
+    assert fields[3] == r"Avahi\032Clinic" and fields[4] == "_jonot._tcp"
+    assert fields[6:9] == ["jonot-av.local", "10.99.0.1", "18090"]
+    assert '"path=/"' in fields[9] and '"name=Avahi Clinic"' in fields[9]
+    assert "jonot-av.local\t10.99.0.1" in out.stdout.split("--resolve")[1]

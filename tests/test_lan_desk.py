@@ -27,12 +27,16 @@ from .lan_support import AnnouncingServer, unique
 pytestmark = pytest.mark.slow
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
-APT_PACKAGES = ["xvfb", "imagemagick", "xdotool", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-xinerama0",
-                "libxcb-image0", "libxcb-render-util0", "libxkbcommon-x11-0", "libxcb-cursor0"]
+APT_PACKAGES = ["xvfb", "imagemagick", "xdotool", "libxcb-icccm4", "libxcb-keysyms1",
+                "libxcb-xinerama0", "libxcb-image0", "libxcb-render-util0", "libxkbcommon-x11-0",
+                "libxcb-cursor0"]
 
 
 def _install_missing() -> str | None:
-    """Install Xvfb, imagemagick, xdotool and the Qt extra when missing; the reason it failed, if so."""
+    """Install Xvfb, imagemagick, xdotool and the Qt extra when missing.
+
+    Returns why that failed, or ``None``.
+    """
     if not (shutil.which("Xvfb") and shutil.which("import") and shutil.which("xdotool")):
         if not (shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0):
             return "Xvfb and imagemagick are missing and cannot be installed (not root)"
