@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .discover import Connector, Decision, Memory, Server
 
@@ -178,7 +178,7 @@ def storage_dir() -> Path:
     return Path(platformdirs.user_data_dir("jonot-local", appauthor=False)) / "desk-window"
 
 
-def _gui() -> str | None:
+def _gui() -> Literal["qt"] | None:
     """Qt on Linux when the ``desk`` extra put it there (pywebview tries GTK first);
     elsewhere, or when ``PYWEBVIEW_GUI`` says, pywebview's own choice."""
     if not sys.platform.startswith("linux") or os.environ.get("PYWEBVIEW_GUI"):
@@ -205,6 +205,7 @@ def run_desk(server_url: str | None, interfaces: Sequence[str] | None = None,
     connector = Connector(memory, server_url, interfaces=interfaces)
     window = webview.create_window(TITLE, html=searching_html(), js_api=api,
                                    width=1280, height=800)
+    assert window is not None  # create_window returns the window it made
     controller = DeskController(window, connector, api)
     def on_closed() -> None:
         controller.closed.set()
