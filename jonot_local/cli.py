@@ -238,9 +238,9 @@ def _quoted(path: Path | str) -> str:
 
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              envvar="JONOT_DATA_DIR", show_envvar=True,
-              help="Folder where the window keeps the chosen server and the staff session "
-                   "(default: the platform's user config and data dirs).")
+              help="Folder where the window keeps the chosen server (desk.json) and the "
+                   "staff session (desk-window/) (default: JONOT_DATA_DIR, else the "
+                   "platform's user data dir).")
 @click.option("--server", "server_url", default=None, metavar="URL",
               help="The office server, e.g. http://192.168.1.20:8080 (default: the one "
                    "found on the LAN by zeroconf, or the one chosen before).")
@@ -253,10 +253,10 @@ def desk(data_dir: Path | None, server_url: str | None) -> None:
                                    'pip install "jonot-local[desk]"') from None
     from .lan.deskapp import run_desk
 
-    settings = load_settings(None)
+    settings = load_settings(data_dir)
     interfaces = [a.strip() for a in settings.mdns_interfaces.split(",") if a.strip()]
     try:
-        run_desk(server_url, interfaces or None, data_dir)
+        run_desk(server_url, interfaces or None, settings.data_dir)
     except Exception as exc:  # no GUI toolkit, no display
         if type(exc).__name__ == "WebViewException":
             raise click.ClickException(f"cannot open the desk window: {exc}") from None

@@ -11,7 +11,6 @@ reports each change on stderr (``desk: showing …``, ``desk: retrying …``,
 from __future__ import annotations
 
 import html
-import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -180,8 +179,8 @@ def storage_dir() -> Path:
 
 def _gui() -> Literal["qt"] | None:
     """Qt on Linux when the ``desk`` extra put it there (pywebview tries GTK first);
-    elsewhere, or when ``PYWEBVIEW_GUI`` says, pywebview's own choice."""
-    if not sys.platform.startswith("linux") or os.environ.get("PYWEBVIEW_GUI"):
+    elsewhere pywebview's own choice (EdgeChromium on Windows)."""
+    if not sys.platform.startswith("linux"):
         return None
     import importlib.util
 
@@ -198,8 +197,6 @@ def run_desk(server_url: str | None, interfaces: Sequence[str] | None = None,
     """
     import webview
 
-    if sys.platform.startswith("linux") and hasattr(os, "geteuid") and os.geteuid() == 0:
-        os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")  # Chromium refuses root
     api = DeskApi()
     memory = Memory(Path(data_dir) / "desk.json" if data_dir else None)
     connector = Connector(memory, server_url, interfaces=interfaces)
