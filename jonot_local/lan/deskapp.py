@@ -199,7 +199,7 @@ def run_desk(server_url: str | None, interfaces: Sequence[str] | None = None,
 
     api = DeskApi()
     memory = Memory(Path(data_dir) / "desk.json" if data_dir else None)
-    connector = Connector(memory, server_url, interfaces=interfaces)
+    connector = Connector(memory, server_url, interfaces=interfaces, browse_timeout=3.0)
     window = webview.create_window(TITLE, html=searching_html(), js_api=api,
                                    width=1280, height=800)
     assert window is not None  # create_window returns the window it made

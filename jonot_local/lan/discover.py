@@ -57,7 +57,8 @@ def browse(timeout: float = 2.0, interfaces: Sequence[str] | None = None,
            want_location: str | None = None) -> list[Server]:
     """The servers announced on the LAN within ``timeout`` seconds, by name.
 
-    Returns early once a server of ``want_location`` is seen. ``interfaces``: the
+    Every server seen in that time is resolved (a second at most each), even when
+    that takes longer. Returns early once a server of ``want_location`` is seen. ``interfaces``: the
     addresses to browse from (default: every interface). Empty when multicast
     cannot be used.
     """
@@ -89,6 +90,11 @@ def browse(timeout: float = 2.0, interfaces: Sequence[str] | None = None,
                 break
             time.sleep(0.05)
         browser.cancel()
+        if not want_location:
+            for name in list(names - set(found)):  # seen in time, not yet resolved
+                server = _resolve(zc, name)
+                if server is not None:
+                    found[name] = server
         for name in list(found):
             if name not in names:
                 del found[name]  # said goodbye meanwhile
