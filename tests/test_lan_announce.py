@@ -81,24 +81,6 @@ def test_a_taken_host_name_gets_a_suffix_and_a_log_line(tmp_path):
         first.stop()
 
 
-def test_two_offices_with_one_name_are_both_announced(tmp_path):
-    name = unique("Clinic")
-    a = AnnouncingServer(tmp_path / "a", name, unique("jonot")).start()
-    b = AnnouncingServer(tmp_path / "b", name, unique("jonot"))
-    try:
-        # One after the other: zeroconf's probing renames the later one. (Two probing
-        # at the very same moment were seen both keeping the name.)
-        first = a.wait_discovery("announcing")["name"]
-        b.start()
-        names = {first, b.wait_discovery("announcing")["name"]}
-        assert len(names) == 2 and name in names  # the later one was renamed by zeroconf
-        seen = {s.name for s in browse(3.0, ["127.0.0.1"]) if s.name == name}
-        assert seen == {name}  # TXT name stays the office's; instance names differ
-    finally:
-        a.stop()
-        b.stop()
-
-
 def test_no_zeroconf_says_so_in_health(tmp_path):
     server = LiveServer(tmp_path / "d").start()  # LiveServer passes --no-zeroconf
     try:
