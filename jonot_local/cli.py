@@ -173,6 +173,14 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, demo: bool,
     if settings.backup_interval_s > 0:
         services.add(BackupService(settings.data_dir, settings.backup_interval_s,
                                    settings.backup_keep))
+    if not no_zeroconf:
+        from .lan.announce import announcer_for
+
+        services.add(announcer_for(app, host, server.effective_port))
+    else:
+        from .lan.announce import DiscoveryOff
+
+        app.extensions["jonot"].discovery = DiscoveryOff("turned off (--no-zeroconf)")
     services.start()
     every_interface = host in ("0.0.0.0", "::", "")  # noqa: S104
     shown = "localhost" if every_interface else host
@@ -224,6 +232,35 @@ def _quoted(path: Path | str) -> str:
     import shlex
 
     return shlex.quote(str(path))
+
+
+# -- the desk window ---------------------------------------------------------------------
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder where the window keeps the chosen server (desk.json) and the "
+                   "staff session (desk-window/) (default: JONOT_DATA_DIR, else the "
+                   "platform's user data dir).")
+@click.option("--server", "server_url", default=None, metavar="URL",
+              help="The office server, e.g. http://192.168.1.20:8080 (default: the one "
+                   "found on the LAN by zeroconf, or the one chosen before).")
+def desk(data_dir: Path | None, server_url: str | None) -> None:
+    """Open the desk page in a window, finding the office server on the LAN."""
+    try:
+        import webview  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException(f"the desk window needs pywebview ({exc}); "
+                                   'pip install "jonot-local[desk]"') from None
+    from .lan.deskapp import run_desk
+
+    settings = load_settings(data_dir)
+    interfaces = [a.strip() for a in settings.mdns_interfaces.split(",") if a.strip()]
+    try:
+        run_desk(server_url, interfaces or None, settings.data_dir)
+    except Exception as exc:  # no GUI toolkit, no display
+        if type(exc).__name__ == "WebViewException":
+            raise click.ClickException(f"cannot open the desk window: {exc}") from None
+        raise
 
 
 # -- settings --------------------------------------------------------------------------

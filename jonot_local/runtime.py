@@ -9,7 +9,7 @@ settings' defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 
@@ -41,6 +41,7 @@ class Runtime:
     signin: SignInGuard | None = None  # made by create_app
     streams: StreamRegistry | None = None  # live-stream slots and feed (create_app)
     join_budget: JoinBudget | None = None  # set by create_app
+    discovery: Any = None  # the zeroconf announcer (jonot_local.lan), set by serve
 
 
 def runtime() -> Runtime:

@@ -186,6 +186,17 @@ class Settings:
     display_language: str = field(default="", metadata=_meta(
         "Language of the TV displays and their spoken announcements (en, fi); empty: the "
         "display browser's own language.", shown="none: the browser's"))
+    # -- on the LAN: zeroconf announcement and the desk window's discovery (jonot_local/lan)
+    mdns_hostname: str = field(default="jonot", metadata=_meta(
+        "mDNS host name announced by serve (jonot.local); when another responder has it, "
+        "jonot-2.local and so on."))
+    mdns_interfaces: str = field(default="", metadata=_meta(
+        "Comma-separated addresses to announce on and browse from (default: those serve "
+        "listens on; the desk window: every interface).",
+        shown="none: where serve listens"))
+    mdns_poll_s: float = field(default=30.0, metadata=_meta(
+        "Seconds between checks of the machine's addresses; serve announces again when "
+        "they changed.", minimum=0.1, maximum=3600))
 
     def __post_init__(self) -> None:
         for f in fields(self):

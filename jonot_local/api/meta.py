@@ -5,13 +5,14 @@ from __future__ import annotations
 from flask import Response, current_app, jsonify
 
 from ..domain.location import get_location
+from ..lan.announce import discovery_status
 from ..runtime import runtime
 from . import blueprint
 
 
 @blueprint.get("/health")
 def health() -> Response:
-    """``{"status": "ok"}`` with version, location id and sync state."""
+    """``{"status": "ok"}`` with version, location id, sync and LAN discovery state."""
     with runtime().store.read() as tx:
         location = get_location(tx)
     return jsonify({
@@ -20,6 +21,7 @@ def health() -> Response:
         "location_id": location["id"],
         "location_name": location["name"],
         "sync": {"state": "off"},
+        "discovery": discovery_status(runtime().discovery),
     })
 
 

@@ -214,7 +214,14 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "status": {"type": "string", "const": "ok"},
             "version": STR, "location_id": STR, "location_name": STR,
             "sync": obj({"state": STR}, ["state"], closed=False),
-        }, ["status", "version", "location_id", "location_name", "sync"]),
+            "discovery": obj({
+                "state": {"type": "string", "enum": ["off", "announcing", "failed"]},
+                "reason": nullable(STR), "name": nullable(STR), "host_name": nullable(STR),
+                "addresses": {"type": "array", "items": STR},
+            }, ["state", "reason", "name", "host_name", "addresses"], closed=False,
+                description="The zeroconf announcement: instance name, mDNS host name "
+                            "(jonot.local) and addresses, or why there is none"),
+        }, ["status", "version", "location_id", "location_name", "sync", "discovery"]),
         "Device": obj({
             "id": ID, "kind": {"type": "string", "enum": list(DEVICE_KINDS)}, "name": STR,
             "created_at": TIME, "revoked_at": nullable(TIME), "active": BOOL,
