@@ -155,6 +155,8 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, demo: bool,
         with cli_errors():
             lock.acquire()  # held until this process ends: restore refuses meanwhile
         app = create_app(settings)
+    except ValueError as exc:  # a setting only create_app can check (the printer's)
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(
             f"cannot open the data dir {settings.data_dir}: {os_reason(exc)}") from None
@@ -173,6 +175,8 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, demo: bool,
     if settings.backup_interval_s > 0:
         services.add(BackupService(settings.data_dir, settings.backup_interval_s,
                                    settings.backup_keep))
+    if app.extensions["jonot"].printing is not None:
+        services.add(app.extensions["jonot"].printing)
     services.start()
     every_interface = host in ("0.0.0.0", "::", "")  # noqa: S104
     shown = "localhost" if every_interface else host

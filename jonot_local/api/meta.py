@@ -20,6 +20,8 @@ def health() -> Response:
         "location_id": location["id"],
         "location_name": location["name"],
         "sync": {"state": "off"},
+        "printer": (runtime().printing.summary() if runtime().printing is not None
+                    else {"state": "off", "printers": 0, "queue": 0, "running": False}),
     })
 
 
