@@ -89,7 +89,8 @@ def make_print_service(settings: Settings, store: Any) -> PrintService:
         status=settings.printer_status == "query", qr=settings.printer_qr,
         profile=settings.printer_profile, language=settings.receipt_language,
         max_age_s=settings.printer_max_age_s, attempts=settings.printer_attempts,
-        queue_size=settings.printer_queue, clinic_name=clinic_name)
+        queue_size=settings.printer_queue, clinic_name=clinic_name,
+        lan_urls=settings.host in ("0.0.0.0", "::", ""))  # noqa: S104
 
 
 def _secret_key(data_dir: Path) -> str:

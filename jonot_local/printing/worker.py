@@ -86,7 +86,7 @@ class PrintService:
     def __init__(self, default_uri: str = "", *, timeout: float = 4.0, status: bool = True,
                  qr: str = "native", profile: str = "TM-T20II", language: str = "en",
                  max_age_s: float = 60.0, attempts: int = 3, queue_size: int = 32,
-                 retry_delay_s: float = 1.0,
+                 retry_delay_s: float = 1.0, lan_urls: bool = False,
                  clinic_name: Callable[[], str] = lambda: "") -> None:
         self.default_uri = (default_uri or "").strip()
         if self.default_uri:
@@ -108,6 +108,8 @@ class PrintService:
         self.attempts = max(1, attempts)
         self.retry_delay_s = retry_delay_s
         self.clinic_name = clinic_name
+        # Serving on every interface: a loopback ticket URL is printed with the LAN address.
+        self.lan_urls = lan_urls
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max(1, queue_size))
         self._states: dict[str, PrinterState] = {}
         self._lock = threading.Lock()
@@ -197,7 +199,8 @@ class PrintService:
             issued_at=issued.astimezone(),
             people_ahead=position - 1 if isinstance(position, int) else None,
             wait_minutes=wait_minutes(t.get("estimated_wait_s")),
-            url=reachable_url(str(t.get("url") or "")),
+            url=(reachable_url(str(t.get("url") or "")) if self.lan_urls
+                 else str(t.get("url") or "")),
         )
 
     # -- state (any thread) ------------------------------------------------------------
