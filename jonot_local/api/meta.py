@@ -14,13 +14,14 @@ def health() -> Response:
     """``{"status": "ok"}`` with version, location id and sync state."""
     with runtime().store.read() as tx:
         location = get_location(tx)
+    printing = runtime().printing
     return jsonify({
         "status": "ok",
         "version": current_app.config["JONOT_VERSION"],
         "location_id": location["id"],
         "location_name": location["name"],
         "sync": {"state": "off"},
-        "printer": (runtime().printing.summary() if runtime().printing is not None
+        "printer": (printing.summary() if printing is not None
                     else {"state": "off", "printers": 0, "queue": 0, "running": False}),
     })
 
