@@ -189,20 +189,20 @@ def test_a_dead_or_hung_printer_does_not_slow_the_kiosk(
     medians = {}
     try:
         for label, uri in (("none", ""), (failure, standin.uri)):
-            app = make_app(tmp_path / label, uri, printer_queue=8)
+            app = make_app(tmp_path / label, uri, printer_queue=8, printer_timeout_s=2.0)
             client = app.test_client()
             token = client.post("/api/v1/auth/token", json={
                 "username": ADMIN[0], "password": ADMIN[1]}).json["token"]
             queue_id = client.get("/api/v1/queues").json["items"][0]["id"]
             times = _join_times(client, queue_id, {"Authorization": f"Bearer {token}"})
             medians[label] = statistics.median(times)
-            assert max(times) < 0.5  # never the printer's 0.5 s timeout
+            assert max(times) < 2.0  # no join ever waits out the printer's 2 s timeout
             app.extensions["jonot"].printing.stop(timeout=2)
             app.extensions["jonot"].store.close()
     finally:
         standin.close()
     print(f"join median ms: { {k: round(v * 1000, 2) for k, v in medians.items()} }")
-    assert medians[failure] < medians["none"] * 2 + 0.005, medians
+    assert medians[failure] < medians["none"] * 2 + 0.01, medians
     outages = [r for r in caplog.records if "not printing" in r.getMessage()]
     assert len(outages) == 1  # once, for 25 tickets
 
