@@ -21,6 +21,7 @@ from .db import open_store
 from .domain.location import rename_location
 from .events import EventHub
 from .paths import web_dir, write_private_text
+from .printing import PrintService
 from .runtime import Runtime
 from .settings import Settings
 from .signin import SignInGuard
@@ -53,6 +54,7 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
         hash_limits=HashLookupLimits(settings.hash_lookup_per_min, settings.hash_miss_per_min),
         signin=SignInGuard(store, settings),
         streams=StreamRegistry(settings, store, hub),
+        printing=make_print_service(settings, store),
     )
     if settings.trusted_proxies > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
@@ -69,6 +71,26 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
     from .pages import init_app as init_pages  # the people-facing pages and their languages
     init_pages(app)
     return app
+
+
+def make_print_service(settings: Settings, store: Any) -> PrintService:
+    """The kiosk print queue (its thread is started by ``serve``). ``ValueError`` for a bad
+    printer setting, naming it."""
+    from .domain.location import get_location
+
+    def clinic_name() -> str:
+        with store.read() as tx:
+            return str(get_location(tx)["name"] or "")
+
+    if settings.printer_status not in ("query", "off"):
+        raise ValueError(f"JONOT_PRINTER_STATUS: {settings.printer_status!r} is not query or off")
+    return PrintService(
+        settings.printer, timeout=settings.printer_timeout_s,
+        status=settings.printer_status == "query", qr=settings.printer_qr,
+        profile=settings.printer_profile, language=settings.receipt_language,
+        max_age_s=settings.printer_max_age_s, attempts=settings.printer_attempts,
+        queue_size=settings.printer_queue, clinic_name=clinic_name,
+        lan_urls=settings.host in ("0.0.0.0", "::", ""))  # noqa: S104
 
 
 def _secret_key(data_dir: Path) -> str:

@@ -155,6 +155,8 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, demo: bool,
         with cli_errors():
             lock.acquire()  # held until this process ends: restore refuses meanwhile
         app = create_app(settings)
+    except ValueError as exc:  # a setting only create_app can check (the printer's)
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(
             f"cannot open the data dir {settings.data_dir}: {os_reason(exc)}") from None
@@ -181,6 +183,8 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, demo: bool,
         from .lan.announce import DiscoveryOff
 
         app.extensions["jonot"].discovery = DiscoveryOff("turned off (--no-zeroconf)")
+    if app.extensions["jonot"].printing is not None:
+        services.add(app.extensions["jonot"].printing)
     services.start()
     every_interface = host in ("0.0.0.0", "::", "")  # noqa: S104
     shown = "localhost" if every_interface else host

@@ -233,6 +233,10 @@ def _join_keys(db: Database) -> None:
         END;
         """
     )
+@MIGRATIONS(name="0005_device_printer")
+def _device_printer(db: Database) -> None:
+    """A kiosk may have its own receipt printer (a URI; NULL: the server's default)."""
+    db.execute("ALTER TABLE devices ADD COLUMN printer TEXT")
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

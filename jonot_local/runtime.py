@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the api package imports this module
     from .api.join_budget import JoinBudget
     from .api.ratelimit import HashLookupLimits
     from .api.streams import StreamRegistry
+    from .printing import PrintService
 
 
 def _default_hash_limits() -> HashLookupLimits:
@@ -42,6 +43,7 @@ class Runtime:
     streams: StreamRegistry | None = None  # live-stream slots and feed (create_app)
     join_budget: JoinBudget | None = None  # set by create_app
     discovery: Any = None  # the zeroconf announcer (jonot_local.lan), set by serve
+    printing: PrintService | None = None  # kiosk receipts; made by create_app
 
 
 def runtime() -> Runtime:

@@ -198,6 +198,29 @@ class Settings:
         "Seconds between checks of the machine's addresses; serve announces again when "
         "they changed.", minimum=0.1, maximum=3600))
 
+    # -- kiosk receipt printing (jonot_local/printing) ------------------------------------
+    printer_timeout_s: float = field(default=4.0, metadata=_meta(
+        "Longest wait for the printer at each step (connect, write, status reply), seconds.",
+        minimum=0.05, maximum=120))
+    printer_status: str = field(default="query", metadata=_meta(
+        "query: ask a network printer's status (DLE EOT) before and after each receipt, to "
+        "notice paper-out and a hung printer; off: for printers that do not answer it."))
+    printer_qr: str = field(default="native", metadata=_meta(
+        "native: the printer draws the QR code (GS ( k); image: send it as a picture, for "
+        "printers without QR support."))
+    printer_profile: str = field(default="TM-T20II", metadata=_meta(
+        "python-escpos printer profile (code pages, paper width) of the receipt printers."))
+    receipt_language: str = field(default="en", metadata=_meta(
+        "Language of the receipt's lines: en or fi."))
+    printer_attempts: int = field(default=3, metadata=_meta(
+        "Tries per receipt before it is given up.", minimum=1, maximum=20))
+    printer_max_age_s: float = field(default=60.0, metadata=_meta(
+        "A receipt not printed this many seconds after the join is dropped (a late receipt "
+        "would be handed to the wrong person).", minimum=1, maximum=3600))
+    printer_queue: int = field(default=32, metadata=_meta(
+        "Receipts that may wait for the printer; more are dropped at once.",
+        minimum=1, maximum=10_000))
+
     def __post_init__(self) -> None:
         for f in fields(self):
             _check_range(f, getattr(self, f.name), env_name(f.name))

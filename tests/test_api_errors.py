@@ -94,6 +94,7 @@ def valid_body(op: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
         "createDesk": {"name": "Room 9", "queue_ids": [ids["queue_id"]]},
         "createDisplay": {"name": "Hall"},
         "registerDevice": {"kind": "display", "name": "Hall TV"},
+        "updateDevice": {"printer": None},
         "updateTicket": {"version": ids["version"]},
         "ticketCall": {"desk_id": ids["desk_id"]},
         "ticketTransfer": {"queue_id": ids["lab"]},

@@ -13,6 +13,7 @@ from . import (  # noqa: E402,F401
     devices,
     docs,
     meta,
+    printers,
     queues,
     streams,
     tickets,

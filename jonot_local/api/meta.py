@@ -15,6 +15,7 @@ def health() -> Response:
     """``{"status": "ok"}`` with version, location id, sync and LAN discovery state."""
     with runtime().store.read() as tx:
         location = get_location(tx)
+    printing = runtime().printing
     return jsonify({
         "status": "ok",
         "version": current_app.config["JONOT_VERSION"],
@@ -22,6 +23,8 @@ def health() -> Response:
         "location_name": location["name"],
         "sync": {"state": "off"},
         "discovery": discovery_status(runtime().discovery),
+        "printer": (printing.summary() if printing is not None
+                    else {"state": "off", "printers": 0, "queue": 0, "running": False}),
     })
 
 

@@ -37,6 +37,7 @@ from .auth_routes import TokenRequest
 from .common import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from .desks import DeskCreate, DeskUpdate, DisplayCreate
 from .devices import DeviceCreate
+from .printers import DeviceUpdate, PrinterTest
 from .queues import QueueCreate, QueueUpdate
 from .tickets import JoinRequest, TicketUpdate
 
@@ -72,6 +73,33 @@ ID = {"type": "string", "description": "A ULID"}
 
 
 # -- schemas ------------------------------------------------------------------------
+
+def _printer_schemas() -> dict[str, Any]:
+    state = {"type": "string", "enum": ["unknown", "ok", "failing"]}
+    printer = obj({
+        "uri": STR, "state": state,
+        "last_ok_at": nullable(TIME), "last_error": nullable(STR),
+        "last_error_kind": nullable({"type": "string", "enum": [
+            "refused", "timeout", "reset", "no_paper", "unreachable", "usb"]}),
+        "last_error_at": nullable(TIME), "failing_since": nullable(TIME),
+        "printed": INT, "failed": INT, "queued": INT,
+    }, ["uri", "state", "last_ok_at", "last_error", "printed", "failed", "queued"])
+    return {
+        "PrinterSummary": obj({
+            "state": {"type": "string", "enum": ["off", "unknown", "ok", "failing"]},
+            "printers": INT, "queue": INT, "running": BOOL,
+        }, ["state", "printers", "queue", "running"],
+            description="Receipt printing: the worst printer's state, the queue length"),
+        "Printer": printer,
+        "PrinterList": obj({
+            "default": nullable(STR), "queue": INT, "running": BOOL,
+            "items": {"type": "array", "items": ref("Printer")},
+        }, ["default", "queue", "running", "items"]),
+        "PrinterTestResult": obj({
+            "uri": STR, "printed": BOOL, "error": nullable(STR), "state": ref("Printer"),
+        }, ["uri", "printed", "error", "state"]),
+    }
+
 
 def _problem() -> dict[str, Any]:
     return obj({
@@ -221,14 +249,19 @@ def _schemas() -> dict[str, dict[str, Any]]:
             }, ["state", "reason", "name", "host_name", "addresses"], closed=False,
                 description="The zeroconf announcement: instance name, mDNS host name "
                             "(jonot.local) and addresses, or why there is none"),
+            "printer": ref("PrinterSummary"),
         }, ["status", "version", "location_id", "location_name", "sync", "discovery"]),
+        **_printer_schemas(),
         "Device": obj({
             "id": ID, "kind": {"type": "string", "enum": list(DEVICE_KINDS)}, "name": STR,
+            "printer": nullable({"type": "string", "description": "A kiosk's own receipt "
+                                 "printer URI (null: the server's default)"}),
             "created_at": TIME, "revoked_at": nullable(TIME), "active": BOOL,
         }, ["id", "kind", "name", "created_at", "revoked_at", "active"],
             description="A registered kiosk, display or desk PC"),
         "RegisteredDevice": obj({
             "id": ID, "kind": {"type": "string", "enum": list(DEVICE_KINDS)}, "name": STR,
+            "printer": nullable(STR),
             "created_at": TIME, "revoked_at": nullable(TIME), "active": BOOL,
             "token": {"type": "string", "description": "The device credential, shown only "
                       "now: send it as the X-Jonot-Device header or jonot_device cookie"},
@@ -256,7 +289,7 @@ def _list_of(item: str) -> dict[str, Any]:
 
 BODIES: tuple[type[Body], ...] = (
     TokenRequest, DeviceCreate, QueueCreate, QueueUpdate, DeskCreate, DeskUpdate,
-    DisplayCreate, JoinRequest, TicketUpdate,
+    DisplayCreate, JoinRequest, TicketUpdate, DeviceUpdate, PrinterTest,
     *dict.fromkeys(t.body for t in TRANSITIONS.values()), Empty,
 )
 
@@ -452,6 +485,21 @@ def _paths() -> dict[str, dict[str, Any]]:
         "post": _op("revokeDevice", "Stop a device's credential working", "devices", "admin",
                     {**_ok("Device", "The device, revoked"), **_resp("NotFound")}),
     }
+    p[f"{v}/devices/{{device_id}}"] = {
+        "parameters": [_path_param("device_id", "Device id")],
+        "patch": _op("updateDevice", "Give a kiosk its own receipt printer (null: the default)",
+                     "devices", "admin",
+                     {**_ok("Device", "The device now"), **body_errs, **_resp("NotFound")},
+                     body=_body("DeviceUpdate")),
+    }
+    p[f"{v}/printers"] = {"get": _op(
+        "listPrinters", "Receipt printers and their state", "printers", "admin",
+        _ok("PrinterList", "The default printer, each kiosk's own, the queue"))}
+    p[f"{v}/printers/test"] = {"post": _op(
+        "testPrinter", "Print a test page and wait (a few seconds at most) for the result",
+        "printers", "admin",
+        {**_ok("PrinterTestResult", "Whether it printed"), **body_errs},
+        body=_body("PrinterTest", required=False))}
     p[f"{v}/desks"] = {
         "get": _op("listDesks", "Desks with their queues in priority order", "desks", "staff",
                    {**_ok("DeskList", "A page of desks"), **_resp("ValidationError")},
@@ -590,7 +638,7 @@ def _document() -> dict[str, Any]:
                 "it. Look-ups by ticket hash are rate limited per client address."),
             "license": {"name": "MIT", "identifier": "MIT"},
         },
-        "tags": [{"name": n} for n in ("meta", "auth", "devices", "queues", "desks",
+        "tags": [{"name": n} for n in ("meta", "auth", "devices", "printers", "queues", "desks",
                                        "displays", "tickets", "holder", "streams")],
         "paths": _paths(),
         "components": {

@@ -19,6 +19,7 @@ from ..ids import is_ticket_hash
 from ..runtime import runtime
 from ..timeutil import parse_iso, to_iso
 from . import blueprint
+from .clients import current_device
 from .common import current_user, page_args, read_body, require, ticket_json
 from .errors import ApiError
 from .join_budget import join_transaction
@@ -147,6 +148,9 @@ def join(queue_id: str) -> tuple[Response, int]:
             data = holder_view(tx, ticket)
         else:
             data = {**staff_view(tx, ticket), "url": ticket_page_url(ticket.hash)}
+    printing = runtime().printing
+    if source == "kiosk" and printing is not None:
+        printing.print_ticket(data, device=current_device())  # queued; never waits on paper
     resp = jsonify(data)
     resp.headers["Location"] = url_for("api.by_hash", ticket_hash=ticket.hash)
     return resp, 201

@@ -38,7 +38,7 @@ def register(tx: Tx, kind: Any, name: Any) -> tuple[dict[str, Any], str]:
 
 def get(tx: Tx, device_id: str) -> dict[str, Any]:
     """The public record of a device. Raises ``NotFound``."""
-    row = tx.one("SELECT id, kind, name, created_at, revoked_at FROM devices WHERE id = ?",
+    row = tx.one("SELECT id, kind, name, printer, created_at, revoked_at FROM devices WHERE id = ?",
                  (device_id,))
     if row is None:
         raise NotFound(f"No device with id {device_id}.")
@@ -47,7 +47,7 @@ def get(tx: Tx, device_id: str) -> dict[str, Any]:
 
 def list_devices(tx: Tx) -> list[dict[str, Any]]:
     """Every device, newest first, revoked ones included (``active`` says which)."""
-    rows = tx.all("SELECT id, kind, name, created_at, revoked_at FROM devices "
+    rows = tx.all("SELECT id, kind, name, printer, created_at, revoked_at FROM devices "
                   "ORDER BY created_at DESC, id DESC")
     return [_public(r) for r in rows]
 
@@ -62,9 +62,40 @@ def revoke(tx: Tx, device_id: str) -> dict[str, Any]:
 
 def for_token(tx: Tx, token: str) -> dict[str, Any] | None:
     """The live (not revoked) device this token belongs to, or ``None``."""
-    row = tx.one("SELECT id, kind, name, created_at, revoked_at FROM devices "
+    row = tx.one("SELECT id, kind, name, printer, created_at, revoked_at FROM devices "
                  "WHERE token_hash = ? AND revoked_at IS NULL", (token_hash(token),))
     return _public(row) if row else None
+
+
+def set_printer(tx: Tx, device_id: str, printer: Any) -> dict[str, Any]:
+    """Give a kiosk its own receipt printer (a URI), or ``None`` for the default one.
+
+    Raises ``NotFound``, or ``ValidationError`` for a device that is not a kiosk
+    or a value that is not a printer URI.
+    """
+    from ..printing.printer import parse_uri
+
+    device = get(tx, device_id)
+    if printer is not None:
+        if not isinstance(printer, str):
+            raise ValidationError.field("printer", "must be a printer URI or null")
+        printer = printer.strip() or None
+    if printer is not None:
+        if device["kind"] != "kiosk":
+            raise ValidationError.field("printer", "only a kiosk prints receipts")
+        try:
+            printer = parse_uri(printer).uri
+        except ValueError as exc:
+            raise ValidationError.field("printer", str(exc)) from None
+    tx.execute("UPDATE devices SET printer = ? WHERE id = ?", (printer, device_id))
+    return get(tx, device_id)
+
+
+def printers(tx: Tx) -> list[str]:
+    """The own printers of live kiosks, each once."""
+    rows = tx.all("SELECT DISTINCT printer FROM devices WHERE printer IS NOT NULL "
+                  "AND revoked_at IS NULL ORDER BY printer")
+    return [r["printer"] for r in rows]
 
 
 def token_hash(token: str) -> str:
