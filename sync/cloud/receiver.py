@@ -227,9 +227,9 @@ def _epoch(tx: Tx, office: dict[str, Any], epoch_id: str, install_id: str,
 
 def max_numbers(tx: Tx, office_id: str) -> dict[str, int]:
     """The highest ticket number the cloud has seen, per queue of this office."""
-    rows = tx.all("SELECT queue_id, MAX(number) AS n FROM ticket WHERE office_id = ? "
-                  "AND number IS NOT NULL GROUP BY queue_id", (office_id,))
-    return {r["queue_id"]: int(r["n"]) for r in rows}
+    rows = tx.all("SELECT queue_id, max_number FROM queue_number WHERE office_id = ?",
+                  (office_id,))
+    return {r["queue_id"]: int(r["max_number"]) for r in rows}
 
 
 # -- entries ---------------------------------------------------------------------------------
@@ -326,6 +326,12 @@ def _apply_ticket(tx: Tx, office_id: str, generation: int, ticket_id: str, versi
         (ticket_id, office_id, queue_id, digest, generation, version, number,
          payload.get("code"), state, prio, order_key, payload.get("desk_id"),
          payload.get("called_at"), json.dumps(kept), stamp))
+    if number is not None:
+        tx.execute("INSERT INTO queue_number (queue_id, office_id, max_number) VALUES (?, ?, ?) "
+                   "ON CONFLICT (queue_id) DO UPDATE SET max_number = CASE WHEN "
+                   "excluded.max_number > queue_number.max_number THEN excluded.max_number "
+                   "ELSE queue_number.max_number END WHERE queue_number.office_id = "
+                   "excluded.office_id", (queue_id, office_id, number))
 
 
 def _apply_command_result(tx: Tx, office_id: str, payload: dict[str, Any], stamp: str) -> None:

@@ -60,6 +60,11 @@ SCHEMA = (
     "CREATE UNIQUE INDEX IF NOT EXISTS ix_ticket_hash ON ticket(hash_digest)",
     "CREATE INDEX IF NOT EXISTS ix_ticket_waiting ON ticket(queue_id, state, prio, order_key)",
     "CREATE INDEX IF NOT EXISTS ix_ticket_office ON ticket(office_id, queue_id)",
+    "CREATE INDEX IF NOT EXISTS ix_ticket_called ON ticket(queue_id, called_at)",
+    # The highest number seen per queue, kept as tickets arrive (answered on every push).
+    """CREATE TABLE IF NOT EXISTS queue_number (
+        queue_id TEXT PRIMARY KEY, office_id TEXT NOT NULL, max_number BIGINT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS ix_queue_number_office ON queue_number(office_id)",
     # Relayed actions. cmd_seq is given when the office first fetches the command,
     # so an unfetched one can expire without leaving a hole in the numbering.
     """CREATE TABLE IF NOT EXISTS command (
