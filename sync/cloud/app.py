@@ -179,14 +179,14 @@ def actions() -> Response:
         return jsonify({"actions": [], "frozen": True, "message": office["alert"]})
     deadline = time.monotonic() + wait
     while True:
-        seen = rt.store.changes.count
+        seen = rt.store.changes.seen(office["office_id"])
         found = relay.take_actions(rt.store, office["office_id"], after,
                                    rt.settings.cloud_command_ttl_s)
         left = deadline - time.monotonic()
         if found or left <= 0 or rt.stop.is_set():
             return jsonify({"actions": found})
         # A commit here wakes at once; one in another process within 0.5 s at worst.
-        rt.store.changes.wait(seen, min(left, 0.5))
+        rt.store.changes.wait(seen, min(left, 0.5), office["office_id"])
 
 
 # -- public paths ---------------------------------------------------------------------------
@@ -274,17 +274,26 @@ def ticket_events(ticket_hash: str) -> Response:
     """Server-sent events: ``ticket`` on every change of the holder's view, ``end`` when over."""
     row = _lookup(ticket_hash)
     rt = cloud()
+    office_id = row["office_id"]
+    seen_first = rt.store.changes.seen(office_id)
     first = _view(ticket_hash, row)
     heartbeat = rt.settings.sse_heartbeat_s
 
     def stream() -> Iterator[str]:
         view = first
         key = relay.view_key(view) if view else ""
+        seen = seen_first
         yield "retry: 3000\n\n" + _sse("ticket", view)
         last_sent = time.monotonic()
         while view is not None and view["state"] not in relay.TERMINAL and not rt.stop.is_set():
-            seen = rt.store.changes.count
-            rt.store.changes.wait(seen, 1.0)
+            # Woken by a commit of this office (in any process, on PostgreSQL); the view
+            # is read again only then, or once per heartbeat.
+            rt.store.changes.wait(seen, max(0.5, heartbeat - (time.monotonic() - last_sent)),
+                                  office_id)
+            now_seen = rt.store.changes.seen(office_id)
+            if now_seen == seen and time.monotonic() - last_sent < heartbeat:
+                continue
+            seen = now_seen
             view = _view_plain(ticket_hash, rt, base)
             if view is None:
                 break

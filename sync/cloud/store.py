@@ -17,6 +17,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,23 +118,48 @@ class Tx:
 
 
 class Changes:
-    """A change counter with a condition variable: waiters sleep until it moves."""
+    """Change counters (one overall, one per office) with a condition variable.
+
+    A waiter sleeps until the counter it watches moves, so a stream of one
+    office's ticket is not woken into a database read by other offices' pushes.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self.count = 0
+        self.count = 0  # every change
+        self._everyone = 0  # changes of unknown offices (e.g. after a reconnect)
+        self._per_office: dict[str, int] = {}
 
-    def bump(self) -> None:
+    def bump(self, office_ids: set[str] | None = None) -> None:
+        """Count a change of these offices (``None``: possibly of any office)."""
         with self._cond:
             self.count += 1
+            if office_ids is None:
+                self._everyone += 1
+            else:
+                for office_id in office_ids:
+                    self._per_office[office_id] = self._per_office.get(office_id, 0) + 1
             self._cond.notify_all()
 
-    def wait(self, seen: int, timeout: float) -> int:
-        """Wait until the counter differs from ``seen`` or ``timeout`` passes; the counter."""
+    def seen(self, office_id: str | None = None) -> tuple[int, int]:
+        """A token for ``wait``: the watched counter now (of the office, when given)."""
         with self._cond:
-            if self.count == seen:
-                self._cond.wait(max(0.0, timeout))
-            return self.count
+            return self._token(office_id)
+
+    def _token(self, office_id: str | None) -> tuple[int, int]:
+        if office_id is None:
+            return (self.count, 0)
+        return (self._everyone, self._per_office.get(office_id, 0))
+
+    def wait(self, seen: tuple[int, int], timeout: float, office_id: str | None = None) -> None:
+        """Wait until the watched counter differs from ``seen`` or ``timeout`` passes."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            while self._token(office_id) == seen:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
 
 
 class CloudStore:
@@ -169,7 +195,7 @@ class CloudStore:
 
     def _committed(self, tx: Tx) -> None:
         if tx.changed:
-            self.changes.bump()
+            self.changes.bump(set(tx.changed))
 
 
 class SqliteCloudStore(CloudStore):
@@ -341,8 +367,8 @@ class PostgresCloudStore(CloudStore):
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self.changes.bump()  # anything missed while not listening
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self.changes.bump()
+                        for note in conn.notifies(timeout=0.5, stop_after=1):
+                            self.changes.bump({note.payload})
             except psycopg.Error as exc:
                 log.warning("cloud: LISTEN connection lost (%s); retrying", exc)
                 self._stop.wait(1.0)
