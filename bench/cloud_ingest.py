@@ -1,4 +1,4 @@
-"""``python -m bench.cloud_ingest [--entries N] [--postgres]``: the cloud's ingest rate and look-ups.
+"""``python -m bench.cloud_ingest [--entries N] [--postgres]``: cloud ingest rate, look-ups.
 
 Starts ``jonot-local cloud serve`` on loopback (SQLite; with ``--postgres`` also
 on a throw-away PostgreSQL cluster), pushes N new ticket entries in full
@@ -18,12 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
-from jonot_local.ids import new_ticket_hash
 from jonot_local.sync import protocol
 from jonot_local.sync.cloud.offices import add_office
 from jonot_local.sync.cloud.store import open_cloud_store
-from tests.cloud_support import CloudProcess, FakeOffice, PostgresCluster, ensure_postgres_installed
+
+from jonot_local.ids import new_ticket_hash
+from tests.cloud_support import (
+    CloudProcess,
+    FakeOffice,
+    PostgresCluster,
+    ensure_postgres_installed,
+)
 
 
 def run(label: str, data_dir: Path, url: str, entries: int, lookups: int) -> dict[str, Any]:

@@ -512,6 +512,30 @@ def cloud_office_list(data_dir: Path | None, database_url: str | None, as_json: 
                    + (f"  ALERT: {r['alert']}" if r["alert"] else ""))
 
 
+@cloud_office.command("reenrol")
+@data_dir_option
+@_database_url_option
+@click.argument("office_id")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"office_id\", \"token\"} as JSON.")
+def cloud_office_reenrol(data_dir: Path | None, database_url: str | None, office_id: str,
+                         as_json: bool) -> None:
+    """A new token for the office (lifts a freeze; the old token stops working)."""
+    from .sync.cloud.offices import UnknownOffice, reenrol_office
+
+    store = _open_cloud_store(data_dir, database_url)
+    try:
+        token = reenrol_office(store, office_id)
+    except UnknownOffice:
+        raise click.ClickException(f"no office has the id {office_id}") from None
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps({"office_id": office_id, "token": token}))
+    else:
+        click.echo(f"token     {token}")
+        click.echo("Give it to the one install that should sync (JONOT_CLOUD_TOKEN).")
+
+
 @cloud_office.command("revoke")
 @data_dir_option
 @_database_url_option

@@ -169,6 +169,16 @@ def test_two_installs_alternating_under_one_token_freeze(backend, cloud):
         row = tx.one("SELECT status, alert FROM office WHERE office_id = ?",
                      (office.office_id,))
     assert row["status"] == "frozen" and "re-enrol" in row["alert"]
+    # re-enrolling gives one of them a new token: it syncs on, into the same office's data
+    from jonot_local.sync.cloud.offices import reenrol_office
+
+    token = reenrol_office(backend.store, office.office_id)
+    assert office.push_raw([]).status_code == 401  # the old token is gone
+    chosen = FakeOffice(office.base, token, office.office_id)
+    chosen.install_id, chosen.epoch_id, chosen.seq = clone.install_id, clone.epoch_id, clone.seq
+    _, t = chosen.ticket(queue_id, 1)
+    answer = chosen.push([t])
+    assert (answer["action"], answer["acked_seq"], answer["applied"]) == ("ok", 2, 1)
 
 
 def test_wrong_or_revoked_token_is_refused(backend, cloud):

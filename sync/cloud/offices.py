@@ -56,6 +56,25 @@ def revoke_office(store: CloudStore, office_id: str) -> None:
         tx.wake(office_id)
 
 
+def reenrol_office(store: CloudStore, office_id: str) -> str:
+    """A new token for the office; the old one stops working and a freeze is lifted.
+
+    The next install to push with the new token becomes the office's install;
+    its data (tickets, queues, cursors) stays the office's.
+    """
+    token = "jo_" + secrets.token_urlsafe(32)
+    with store.write(lock_office=office_id) as tx:
+        office = tx.lock_office(office_id)
+        if office is None:
+            raise UnknownOffice(office_id)
+        tx.execute("UPDATE office SET token_hash = ?, status = 'active', alert = NULL, "
+                   "install_id = NULL, revoked_at = NULL WHERE office_id = ?",
+                   (token_hash(token), office_id))
+        tx.execute("DELETE FROM office_install WHERE office_id = ?", (office_id,))
+        tx.wake(office_id)
+    return token
+
+
 def office_for_token(tx: Tx, token: str) -> dict[str, Any] | None:
     """The office a bearer token belongs to, unless revoked (``None``)."""
     if not token or len(token) > 200:
