@@ -444,5 +444,156 @@ def restore(data_dir: Path | None, file: Path, other_location: bool) -> None:
         click.echo(f"The replaced database was kept as {result.previous}")
 
 
+# -- the cloud instance (SPEC §8, §10) -------------------------------------------------------
+
+def _database_url_option(fn: Any) -> Any:
+    return click.option(
+        "--database-url", default=None,
+        help="postgresql://… to use PostgreSQL (default: JONOT_CLOUD_DATABASE_URL, else "
+             "SQLite in the data dir).")(fn)
+
+
+def _open_cloud_store(data_dir: Path | None, database_url: str | None) -> Any:
+    from .sync.cloud.store import TransientError, open_cloud_store
+
+    settings = load_settings(data_dir, cloud_database_url=database_url)
+    try:
+        return open_cloud_store(Path(settings.data_dir), settings.cloud_database_url)
+    except (ValueError, TransientError, RuntimeError) as exc:
+        raise click.ClickException(f"cannot open the cloud database: {exc}") from None
+
+
+@main.group()
+def cloud() -> None:
+    """Run and manage the cloud instance offices sync with."""
+
+
+@cloud.command("serve")
+@data_dir_option
+@_database_url_option
+@click.option("--host", default=None, help="Address to listen on (default: JONOT_HOST).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="TCP port (default: JONOT_PORT, else 8080; 0 picks a free one).")
+def cloud_serve(data_dir: Path | None, database_url: str | None, host: str | None,
+                port: int | None) -> None:
+    """Run the cloud instance (waitress) until interrupted."""
+    from .server import make_server, run_until_signal
+    from .sync.cloud import create_cloud_app
+    from .sync.cloud.store import TransientError
+
+    settings = load_settings(data_dir, host=host, port=port, cloud_database_url=database_url)
+    try:
+        app = create_cloud_app(settings)
+    except (ValueError, TransientError, RuntimeError) as exc:
+        raise click.ClickException(f"cannot open the cloud database: {exc}") from None
+    rt = app.extensions["jonot_cloud"]
+    try:
+        server = make_server(app, settings.host, settings.port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+    click.echo(f"Jonot Local {__version__} cloud, database {rt.store.description}")
+    shown = "localhost" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
+    click.echo(f"  API      http://{shown}:{server.effective_port}/api/v1/health")
+    sys.stdout.flush()
+    run_until_signal(server, on_stop=rt.close)
+
+
+@cloud.group("office")
+def cloud_office() -> None:
+    """Offices registered in the cloud: add, list, revoke."""
+
+
+@cloud_office.command("add")
+@data_dir_option
+@_database_url_option
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"office_id\", \"token\"} as JSON.")
+def cloud_office_add(data_dir: Path | None, database_url: str | None, name: str,
+                     as_json: bool) -> None:
+    """Register an office; prints its id and its token (shown only this once)."""
+    from .sync.cloud.offices import add_office
+
+    store = _open_cloud_store(data_dir, database_url)
+    try:
+        office_id, token = add_office(store, name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps({"office_id": office_id, "token": token}))
+    else:
+        click.echo(f"office_id {office_id}")
+        click.echo(f"token     {token}")
+        click.echo("Set JONOT_CLOUD_TOKEN to this token on the office (it is not shown again).")
+
+
+@cloud_office.command("list")
+@data_dir_option
+@_database_url_option
+@click.option("--json", "as_json", is_flag=True, help="Print the offices as JSON.")
+def cloud_office_list(data_dir: Path | None, database_url: str | None, as_json: bool) -> None:
+    """Every office with its status, last push and measured clock skew."""
+    from .sync.cloud.offices import list_offices
+
+    store = _open_cloud_store(data_dir, database_url)
+    try:
+        rows = list_offices(store)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for r in rows:
+        click.echo(f"{r['office_id']}  {r['status']:<8} {r['name']}  last push "
+                   f"{r['last_push_at'] or 'never'}  acked {r['acked_seq'] or 0}"
+                   + (f"  skew {r['clock_skew_s']:+.0f} s" if r["clock_skew_s"] is not None
+                      else "")
+                   + (f"  ALERT: {r['alert']}" if r["alert"] else ""))
+
+
+@cloud_office.command("reenrol")
+@data_dir_option
+@_database_url_option
+@click.argument("office_id")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"office_id\", \"token\"} as JSON.")
+def cloud_office_reenrol(data_dir: Path | None, database_url: str | None, office_id: str,
+                         as_json: bool) -> None:
+    """A new token for the office (lifts a freeze; the old token stops working)."""
+    from .sync.cloud.offices import UnknownOffice, reenrol_office
+
+    store = _open_cloud_store(data_dir, database_url)
+    try:
+        token = reenrol_office(store, office_id)
+    except UnknownOffice:
+        raise click.ClickException(f"no office has the id {office_id}") from None
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps({"office_id": office_id, "token": token}))
+    else:
+        click.echo(f"token     {token}")
+        click.echo("Give it to the one install that should sync (JONOT_CLOUD_TOKEN).")
+
+
+@cloud_office.command("revoke")
+@data_dir_option
+@_database_url_option
+@click.argument("office_id")
+def cloud_office_revoke(data_dir: Path | None, database_url: str | None, office_id: str) -> None:
+    """Refuse the office's token from now on."""
+    from .sync.cloud.offices import UnknownOffice, revoke_office
+
+    store = _open_cloud_store(data_dir, database_url)
+    try:
+        revoke_office(store, office_id)
+    except UnknownOffice:
+        raise click.ClickException(f"no office has the id {office_id}") from None
+    finally:
+        store.close()
+    click.echo(f"Revoked office {office_id}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -18,7 +18,6 @@ from typing import Any
 from flask import Flask
 
 from .netguard import create_guarded_server
-from .runtime import Runtime
 from .settings import Settings
 
 DEFAULT_MAX_BODY = 256 * 1024  # when the app sets no MAX_CONTENT_LENGTH
@@ -38,8 +37,9 @@ def make_server(app: Flask, host: str, port: int) -> Any:
     ``header_timeout_s``, and a body over the app's ``MAX_CONTENT_LENGTH`` is
     refused with 413 on its header, before it is read.
     """
-    rt = app.extensions.get("jonot")
-    settings = rt.settings if isinstance(rt, Runtime) else Settings.load(environ={})
+    rt = app.extensions.get("jonot") or app.extensions.get("jonot_cloud")  # office or cloud
+    found = getattr(rt, "settings", None)
+    settings = found if isinstance(found, Settings) else Settings.load(environ={})
     per_address = 0 if settings.trusted_proxies > 0 else settings.connections_per_address
     max_body = app.config.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_BODY
     quiet_logs()
@@ -59,7 +59,8 @@ def make_server(app: Flask, host: str, port: int) -> Any:
         # waitress refuses a body of this size or more: one byte over the app's limit.
         max_request_body_size=int(max_body) + 1,
         ident="jonot-local",
-        clear_untrusted_proxy_headers=True,
+        # Behind trusted proxies, ProxyFix (create_app) reads X-Forwarded-*: keep them.
+        clear_untrusted_proxy_headers=settings.trusted_proxies == 0,
     )
 
 

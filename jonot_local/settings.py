@@ -221,6 +221,18 @@ class Settings:
         "Receipts that may wait for the printer; more are dropped at once.",
         minimum=1, maximum=10_000))
 
+    # -- the cloud instance (jonot-local cloud serve) --------------------------------------
+    cloud_database_url: str = field(default="", metadata=_meta(
+        "Database of the cloud instance: postgresql://… (psycopg 3), or empty for SQLite "
+        "in the data dir (also cloud serve --database-url).", shown="none: SQLite",
+        secret=True))
+    cloud_command_ttl_s: int = field(default=600, metadata=_meta(
+        "Seconds a remote join or cancel waits for the office to fetch it before it "
+        "expires (a fetched one never expires).", minimum=1, maximum=7 * 86_400))
+    cloud_stale_after_s: int = field(default=180, metadata=_meta(
+        "Seconds of silence from an office after which the cloud's ticket pages say "
+        "\"updated N minutes ago\".", minimum=10, maximum=86_400))
+
     def __post_init__(self) -> None:
         for f in fields(self):
             _check_range(f, getattr(self, f.name), env_name(f.name))
