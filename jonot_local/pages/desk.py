@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import make_response, redirect, render_template, request, url_for
-from flask_babel import gettext, ngettext
+from flask_babel import gettext
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..api.errors import ApiError
@@ -89,12 +89,13 @@ def _desk_state(tx: Any, desk: Desk) -> dict[str, Any]:
     all_queues = queues.list_queues(tx)
     by_id = {q.id: q for q in all_queues}
     served = [by_id[qid] for qid in desk.queue_ids if qid in by_id]
-    groups = []
+    groups: list[dict[str, Any]] = []
+    total = 0
     for queue in served:
         _, waiting = listing.list_tickets(
             tx, listing.TicketFilter(queue_ids=[queue.id], states=[WAITING]),
             sort="queue", limit=LIST_LIMIT)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for i, ticket in enumerate(waiting):
             before = waiting[i - 1] if i else None
             after = waiting[i + 1] if i + 1 < len(waiting) else None
@@ -105,6 +106,7 @@ def _desk_state(tx: Any, desk: Desk) -> dict[str, Any]:
                 "front": before is not None and before.priority == ticket.priority,
             })
         groups.append({"queue": queue, "rows": rows})
+        total += len(rows)
     _, called = listing.list_tickets(
         tx, listing.TicketFilter(queue_ids=list(by_id), states=[CALLED]),
         sort="-called_at", limit=LIST_LIMIT)
@@ -112,7 +114,7 @@ def _desk_state(tx: Any, desk: Desk) -> dict[str, Any]:
     return {
         "desk": desk,
         "groups": groups,
-        "waiting_total": sum(len(g["rows"]) for g in groups),
+        "waiting_total": total,
         "current": here[0] if here else None,
         "also_called": here[1:],
         "queues_by_id": by_id,
@@ -426,8 +428,3 @@ def desk_edit(desk_id: str, ticket_id: str) -> BaseResponse:
     except (InvalidTransition, VersionConflict, NotFound) as err:
         raise _refused(err, ticket_id, desk_record.id) from None
     return _answer(desk_record, notice=gettext("Saved."), close_editor=True)
-
-
-def waiting_summary(count: int) -> str:
-    """ "3 waiting" for the list's heading."""
-    return ngettext("%(n)s waiting", "%(n)s waiting", count, n=count)
