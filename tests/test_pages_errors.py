@@ -26,10 +26,12 @@ def test_crash_on_a_page_is_a_friendly_500(app):
 def test_serve_lists_only_pages_that_exist(app):
     from jonot_local.api.errors import available_pages
 
-    assert available_pages(app) == [("Display", "/display")]  # the listed URLs must all answer
+    # the listed URLs must all answer
+    assert available_pages(app) == [("Display", "/display"), ("Desk", "/desk")]
 
     @app.get("/kiosk")
     def kiosk() -> str:
         return "ok"
 
-    assert available_pages(app) == [("Kiosk", "/kiosk"), ("Display", "/display")]
+    assert available_pages(app) == [("Kiosk", "/kiosk"), ("Display", "/display"),
+                                    ("Desk", "/desk")]

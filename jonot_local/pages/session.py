@@ -99,6 +99,10 @@ def staff_page(role: str = "staff") -> Callable[[F], F]:
 
 
 def _here() -> str:
+    if is_htmx():  # a fragment or an action: come back to the page it was made from
+        page = urlsplit(request.headers.get("HX-Current-URL", ""))
+        if page.path.startswith("/") and page.netloc in ("", request.host):
+            return page.path + ("?" + page.query if page.query else "")
     return request.full_path.rstrip("?") if request.query_string else request.path
 
 
