@@ -32,6 +32,12 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
     data_dir = Path(settings.data_dir)
     store = open_store(data_dir, pool_size=settings.db_pool_size)
     store.password_hash_method = settings.password_hash_method
+    from .sync import outbox as sync_outbox
+
+    if sync_enabled(settings):
+        sync_outbox.install(store)  # before any change of this process, so none is missed
+    else:
+        sync_outbox.stop_recording(store)
     if settings.location_name.strip():
         with store.write() as tx:
             rename_location(tx, settings.location_name.strip())
@@ -69,6 +75,11 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
     from .pages import init_app as init_pages  # the people-facing pages and their languages
     init_pages(app)
     return app
+
+
+def sync_enabled(settings: Settings) -> bool:
+    """Whether this office syncs with a cloud (both its URL and its token are set)."""
+    return bool(settings.cloud_url and settings.cloud_token)
 
 
 def _secret_key(data_dir: Path) -> str:

@@ -12,14 +12,19 @@ from . import blueprint
 @blueprint.get("/health")
 def health() -> Response:
     """``{"status": "ok"}`` with version, location id and sync state."""
-    with runtime().store.read() as tx:
+    from ..app import sync_enabled
+    from ..sync.worker import sync_status
+
+    rt = runtime()
+    with rt.store.read() as tx:
         location = get_location(tx)
+        sync = sync_status(tx, sync_enabled(rt.settings), rt.settings.sync_heartbeat_s)
     return jsonify({
         "status": "ok",
         "version": current_app.config["JONOT_VERSION"],
         "location_id": location["id"],
         "location_name": location["name"],
-        "sync": {"state": "off"},
+        "sync": sync,
     })
 
 
