@@ -15,9 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, jsonify, request
-from waitress.server import create_server
-
 from jonot_local.sync.protocol import MAX_BATCH, entry_hash
+from waitress.server import create_server
 
 TOKEN = "office-token"
 
@@ -28,6 +27,7 @@ class FakeCloud:
         self.epochs: dict[str, dict[str, Any]] = {}  # epoch_id → {"acked": int, "hashes": {}}
         self.entities: dict[tuple[str, str], dict[str, Any]] = {}  # (entity, id) → entry
         self.actions: list[dict[str, Any]] = []
+        self.numbers: dict[str, int] = {}  # queue id → highest ticket number seen
         self.pushes = 0
         self.push_times: list[float] = []
         self.entries_received = 0
@@ -38,11 +38,16 @@ class FakeCloud:
         self.clock_offset_s = 0.0
         self.next_answer: dict[str, Any] | None = None  # e.g. {"action": "rotate", ...}
         self.frozen = False
+        self.answer_delay_s = 0.0  # after committing a push, before answering it
         self.app = self._make_app()
         self.server: Any = None
         self.url = ""
 
     # -- what the cloud holds -----------------------------------------------------------
+
+    def acked(self, epoch_id: str | None) -> int:
+        with self.lock:
+            return int(self.epochs.get(epoch_id or "", {}).get("acked", 0))
 
     def tickets(self) -> dict[str, dict[str, Any]]:
         with self.lock:
@@ -76,12 +81,7 @@ class FakeCloud:
     # -- the protocol ---------------------------------------------------------------------
 
     def _max_numbers(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for (entity, _), entry in self.entities.items():
-            if entity == "ticket":
-                p = entry["payload"]
-                out[p["origin_queue_id"]] = max(out.get(p["origin_queue_id"], 0), p["number"])
-        return out
+        return dict(self.numbers)
 
     def push(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         with self.lock:
@@ -121,6 +121,9 @@ class FakeCloud:
                         or old["version"] <= e["version"]:
                     self.entities[key] = {"epoch": body["epoch_id"], "version": e["version"],
                                           "payload": e["payload"]}
+                    if e["entity"] == "ticket":
+                        q, n = e["payload"]["origin_queue_id"], e["payload"]["number"]
+                        self.numbers[q] = max(self.numbers.get(q, 0), n)
                 epoch["hashes"][e["seq"]] = e["entry_hash"]
                 epoch["acked"] = e["seq"]
             self.applied_cmd_through = max(self.applied_cmd_through,
@@ -155,6 +158,8 @@ class FakeCloud:
             if not authorised():
                 return jsonify({"title": "bad token"}), 401
             body, status = self.push(request.get_json())
+            if self.answer_delay_s:
+                time.sleep(self.answer_delay_s)
             resp = jsonify(body)
             if status in (429, 503):
                 resp.headers["Retry-After"] = "1"

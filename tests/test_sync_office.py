@@ -3,6 +3,7 @@ relayed actions applied exactly once, and what health and ``sync status`` show."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -11,15 +12,15 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
+from jonot_local.sync import outbox
+from jonot_local.sync.apply import apply_action
+from jonot_local.sync.protocol import TICKET_FIELDS, entry_hash
+from jonot_local.sync.worker import Backoff, CloudClient, CloudError, SyncWorker
 
 from jonot_local.backup import backup_database, database_path, restore_database
 from jonot_local.cli import main
 from jonot_local.domain import queues, tickets
 from jonot_local.domain.location import rename_location
-from jonot_local.sync import outbox
-from jonot_local.sync.apply import apply_action
-from jonot_local.sync.protocol import TICKET_FIELDS, entry_hash
-from jonot_local.sync.worker import Backoff, CloudClient, CloudError, SyncWorker
 
 from .support import build_app
 from .sync_fake_cloud import TOKEN, FakeCloud
@@ -180,23 +181,35 @@ def test_a_restore_starts_a_new_epoch(tmp_path):
 
 
 def test_join_cost_with_the_outbox_stays_small(tmp_path):
-    """The outbox adds one snapshot read and one insert to a join: well under 1 ms."""
-    def per_join(app: Any) -> float:
-        store = app.extensions["jonot"].store
-        q, _ = setup(store)
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(200):
-                with store.write() as tx:
-                    tickets.join(tx, q.id)
-            best = min(best, (time.perf_counter() - start) / 200)
-        store.close()
-        return best
+    """The outbox adds one snapshot read and one insert to a join: well under 1 ms
+    (timed inside the hook: a join's total is dominated by its fsync)."""
+    store = office_app(tmp_path).extensions["jonot"].store
+    q, _ = setup(store)
+    hook, spent = store.before_commit[0], [0.0]
 
-    off = per_join(build_app(tmp_path / "off"))
-    on = per_join(office_app(tmp_path / "on"))
-    assert on - off < 0.001, (off, on)
+    def timed(tx: Any) -> None:
+        t0 = time.perf_counter()
+        hook(tx)
+        spent[0] += time.perf_counter() - t0
+
+    store.before_commit[0] = timed
+    for _ in range(100):
+        with store.write() as tx:
+            tickets.join(tx, q.id)
+    assert spent[0] / 100 < 0.001
+    assert len(entries(store)) == 3 + 100
+
+
+def test_numbers_the_cloud_saw_are_never_reused(tmp_path, cloud):
+    """An answer's max_numbers move the counters past them (e.g. after a restore of an
+    older backup on a new disk, where nothing local remembers them)."""
+    app = office_app(tmp_path, cloud.url)
+    rt = app.extensions["jonot"]
+    q, _ = setup(rt.store)
+    cloud.numbers[q.id] = 17
+    SyncWorker(rt.store, rt.settings, CloudClient(cloud.url, TOKEN, 5.0)).push_once()
+    with rt.store.write() as tx:
+        assert tickets.join(tx, q.id).number == 18
 
 
 # -- the worker against a real HTTP cloud ---------------------------------------------------
@@ -242,10 +255,8 @@ def test_lost_answers_and_duplicates_change_nothing(tmp_path, cloud):
         with rt.store.write() as tx:
             tickets.join(tx, q.id)
         for _ in range(2):  # each batch pushed, its answer lost, pushed again
-            try:
+            with contextlib.suppress(CloudError):
                 worker.push_once()
-            except CloudError:
-                pass
     while True:
         try:
             if worker.push_once()["acked_seq"] == len(entries(rt.store)):
