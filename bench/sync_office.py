@@ -22,11 +22,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from jonot_local.sync.worker import CloudClient, SyncWorker  # noqa: E402
+
 from jonot_local.app import create_app  # noqa: E402
 from jonot_local.domain import queues, tickets  # noqa: E402
 from jonot_local.domain.errors import QueueEmpty  # noqa: E402
 from jonot_local.settings import Settings  # noqa: E402
-from jonot_local.sync.worker import CloudClient, SyncWorker  # noqa: E402
 from tests.sync_fake_cloud import TOKEN, FakeCloud  # noqa: E402
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 import requests
+from jonot_local.sync import outbox
 
 from jonot_local.db import open_store
 from jonot_local.ids import new_ticket_hash, new_ulid
-from jonot_local.sync import outbox
 
 from .support import STAFF, LiveServer, seed_accounts, setup_office, token
 from .sync_fake_cloud import TOKEN, FakeCloud
