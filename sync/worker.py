@@ -213,7 +213,12 @@ class SyncWorker:
     # -- service ------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start both threads. A freeze recorded by an earlier run is lifted: after an
+        admin re-enrolled this office the cloud takes it again, else it freezes it anew."""
         outbox.install(self.store)
+        with self.store.write() as tx:
+            tx.execute("UPDATE sync_state SET frozen_at = NULL, frozen_message = NULL "
+                       "WHERE id = 1 AND frozen_at IS NOT NULL")
         if self.wake not in self.store.listeners:
             self.store.listeners.append(self.wake)
         self._stop.clear()

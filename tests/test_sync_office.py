@@ -300,6 +300,14 @@ def test_frozen_stops_pushing_and_says_why(tmp_path, cloud):
         assert sync["state"] == "frozen" and "share" in sync["last_error"]
     finally:
         worker.stop()
+    cloud.frozen = False  # an admin re-enrolled the other installation; then a restart
+    worker = run_worker(rt.store, rt.settings, cloud)
+    try:
+        assert cloud.wait_for(lambda: len(cloud.tickets()) == 0 and cloud.pushes >= 2)
+        time.sleep(0.3)
+        assert app.test_client().get("/api/v1/health").get_json()["sync"]["state"] == "online"
+    finally:
+        worker.stop()
 
 
 def test_a_refusal_is_recorded_and_backed_off_not_spun(tmp_path, cloud):
