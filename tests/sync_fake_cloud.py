@@ -8,6 +8,7 @@ of each entity, relays actions and can be told to fail in chosen ways.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -180,9 +181,19 @@ class FakeCloud:
     def start(self) -> FakeCloud:
         self.server = create_server(self.app, host="127.0.0.1", port=0, threads=8)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        threading.Thread(target=self.server.run, name="fake-cloud", daemon=True).start()
+        self.thread = threading.Thread(target=self._run, name="fake-cloud", daemon=True)
+        self.thread.start()
         return self
 
+    def _run(self) -> None:
+        with contextlib.suppress(OSError, ValueError):  # closed under its loop at stop
+            self.server.run()
+
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        if self.server is None:
+            return
+        self.server.task_dispatcher.shutdown(timeout=5)
+        for channel in list(self.server.active_channels.values()):
+            channel.handle_close()
+        self.server.close()
+        self.thread.join(5)
