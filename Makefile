@@ -29,6 +29,7 @@ cli: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy jonot_local
+	$(VENV)/bin/mypy sync
 	sh tests/browser/ensure_chromium.sh
 	$(PY) -m pytest -n 2 --timeout 600
 

@@ -33,6 +33,12 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
     data_dir = Path(settings.data_dir)
     store = open_store(data_dir, pool_size=settings.db_pool_size)
     store.password_hash_method = settings.password_hash_method
+    from .sync import outbox as sync_outbox
+
+    if sync_enabled(settings):
+        sync_outbox.install(store)  # before any change of this process, so none is missed
+    else:
+        sync_outbox.stop_recording(store)
     if settings.location_name.strip():
         with store.write() as tx:
             rename_location(tx, settings.location_name.strip())
@@ -91,6 +97,11 @@ def make_print_service(settings: Settings, store: Any) -> PrintService:
         max_age_s=settings.printer_max_age_s, attempts=settings.printer_attempts,
         queue_size=settings.printer_queue, clinic_name=clinic_name,
         lan_urls=settings.host in ("0.0.0.0", "::", ""))  # noqa: S104
+
+
+def sync_enabled(settings: Settings) -> bool:
+    """Whether this office syncs with a cloud (both its URL and its token are set)."""
+    return bool(settings.cloud_url and settings.cloud_token)
 
 
 def _secret_key(data_dir: Path) -> str:

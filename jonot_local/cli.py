@@ -139,7 +139,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, demo: bool,
           no_zeroconf: bool, printer: str | None) -> None:
     """Run the office server (waitress) until interrupted."""
     from .api.errors import available_pages
-    from .app import create_app
+    from .app import create_app, sync_enabled
     from .backup import BackupService, DataDirLock, os_reason
     from .server import make_server, run_until_signal
     from .services import Services
@@ -185,6 +185,10 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, demo: bool,
         app.extensions["jonot"].discovery = DiscoveryOff("turned off (--no-zeroconf)")
     if app.extensions["jonot"].printing is not None:
         services.add(app.extensions["jonot"].printing)
+    if sync_enabled(settings):
+        from .sync.worker import SyncWorker
+
+        services.add(SyncWorker(app.extensions["jonot"].store, settings))
     services.start()
     every_interface = host in ("0.0.0.0", "::", "")  # noqa: S104
     shown = "localhost" if every_interface else host
@@ -593,6 +597,47 @@ def cloud_office_revoke(data_dir: Path | None, database_url: str | None, office_
     finally:
         store.close()
     click.echo(f"Revoked office {office_id}")
+
+
+# -- cloud sync (office side) ----------------------------------------------------------------
+
+@main.group("sync")
+def sync_group() -> None:
+    """This office's sync with the cloud."""
+
+
+@sync_group.command("status")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+def sync_status_cmd(data_dir: Path | None, as_json: bool) -> None:
+    """Show the sync state: online/offline, last push, backlog, last error, clock skew.
+
+    Reads the database only; works while the server runs.
+    """
+    import json
+
+    from .app import sync_enabled
+    from .sync.worker import sync_status
+
+    settings = load_settings(data_dir)
+    store = _open_store(data_dir, read_only=True)
+    try:
+        with store.read() as tx:
+            status = sync_status(tx, sync_enabled(settings), settings.sync_heartbeat_s)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(status))
+        return
+    where = settings.cloud_url or "no cloud set (JONOT_CLOUD_URL, JONOT_CLOUD_TOKEN)"
+    skew = status["clock_skew_s"]
+    click.echo(f"Sync:       {status['state']} ({where})")
+    click.echo(f"Last push:  {status['last_push_ok_at'] or 'never'}")
+    click.echo(f"Backlog:    {status['backlog']} change(s) not yet in the cloud")
+    click.echo(f"Last error: {status['last_error'] or 'none'}")
+    click.echo("Clock skew: " + ("unknown" if skew is None else
+                                 f"{skew:+.1f} s (cloud minus this computer)"))
+    click.echo(f"Epoch:      {status['epoch_id'] or 'none yet'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -126,6 +126,9 @@ class Store:
         self.password_hash_method: str | None = None
         # Called after every commit that emitted events, in the committing thread.
         self.listeners: list[Callable[[list[dict[str, Any]]], None]] = []
+        # Called inside every write transaction that emitted events, just before its
+        # commit (the sync outbox): what they write commits, or fails, with the change.
+        self.before_commit: list[Callable[[Tx], None]] = []
 
     # -- connections ---------------------------------------------------------
 
@@ -182,13 +185,17 @@ class Store:
     def write(self) -> Iterator[Tx]:
         """A write transaction: ``BEGIN IMMEDIATE``, commit on success, else roll back.
 
-        After a commit, the events the transaction emitted go to every listener.
+        A transaction that emitted events runs the ``before_commit`` hooks in it
+        before committing; after the commit, its events go to every listener.
         """
         with self._write_lock, self.connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
             tx = Tx(conn, self)
             try:
                 yield tx
+                if tx.events:
+                    for hook in self.before_commit:
+                        hook(tx)
             except BaseException:
                 conn.rollback()
                 raise

@@ -239,6 +239,50 @@ def _device_printer(db: Database) -> None:
     db.execute("ALTER TABLE devices ADD COLUMN printer TEXT")
 
 
+@MIGRATIONS(name="0006_sync")
+def _sync(db: Database) -> None:
+    """Cloud sync: the office's identity, its outbox, the worker's cursors, applied commands.
+
+    ``sync_identity.epoch_id`` starts empty: the first start with sync on makes
+    one (``jonot_local.sync.outbox.install``), with a full snapshot.
+    """
+    db.execute("CREATE TABLE sync_identity ("
+               " id INTEGER PRIMARY KEY CHECK (id = 1),"
+               " install_id TEXT NOT NULL,"
+               " epoch_id TEXT,"
+               " epoch_started_at TEXT,"
+               " restore_mark TEXT,"       # the settings row restored_at this epoch has seen
+               " recording INTEGER NOT NULL DEFAULT 0)")  # outbox kept since the epoch began
+    db.execute("CREATE TABLE outbox ("
+               " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+               " entity TEXT NOT NULL,"
+               " entity_id TEXT NOT NULL,"
+               " version INTEGER NOT NULL,"
+               " payload TEXT NOT NULL,"
+               " entry_hash TEXT NOT NULL,"
+               " created_at TEXT NOT NULL)")
+    db.execute("CREATE TABLE sync_state ("
+               " id INTEGER PRIMARY KEY CHECK (id = 1),"
+               " acked_seq INTEGER NOT NULL DEFAULT 0,"
+               " last_applied_cmd_seq INTEGER NOT NULL DEFAULT 0,"
+               " last_ok_at TEXT,"
+               " last_error TEXT,"
+               " last_error_at TEXT,"
+               " clock_skew_s REAL,"
+               " frozen_at TEXT,"
+               " frozen_message TEXT)")
+    db.execute("CREATE TABLE applied_commands ("
+               " command_id TEXT PRIMARY KEY,"
+               " cmd_seq INTEGER NOT NULL,"
+               " kind TEXT NOT NULL,"
+               " result TEXT NOT NULL,"
+               " reason TEXT,"
+               " ticket_id TEXT,"
+               " applied_at TEXT NOT NULL)")
+    db.execute("INSERT INTO sync_identity (id, install_id) VALUES (1, ?)", [new_ulid()])
+    db.execute("INSERT INTO sync_state (id) VALUES (1)")
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every pending migration; returns the names applied.
 

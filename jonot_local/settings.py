@@ -233,6 +233,20 @@ class Settings:
         "Seconds of silence from an office after which the cloud's ticket pages say "
         "\"updated N minutes ago\".", minimum=10, maximum=86_400))
 
+    # -- cloud sync worker (sync/worker.py) --
+    sync_heartbeat_s: float = field(default=30.0, metadata=_meta(
+        "Seconds between pushes to the cloud when nothing changed (the heartbeat).",
+        minimum=0.05, maximum=3_600))
+    sync_debounce_s: float = field(default=0.2, metadata=_meta(
+        "Seconds a change waits before it is pushed, so changes close together go in one batch.",
+        minimum=0, maximum=60))
+    sync_timeout_s: float = field(default=20.0, metadata=_meta(
+        "Timeout of one request to the cloud (a long poll waits this much longer).",
+        minimum=0.1, maximum=600))
+    sync_retention_days: float = field(default=7.0, metadata=_meta(
+        "Days an outbox entry is kept after the cloud acknowledged it.",
+        minimum=0, maximum=3_650))
+
     def __post_init__(self) -> None:
         for f in fields(self):
             _check_range(f, getattr(self, f.name), env_name(f.name))

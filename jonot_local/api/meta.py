@@ -12,17 +12,22 @@ from . import blueprint
 
 @blueprint.get("/health")
 def health() -> Response:
-    """``{"status": "ok"}`` with version, location id, sync and LAN discovery state."""
-    with runtime().store.read() as tx:
+    """``{"status": "ok"}`` with version, location id, sync, LAN discovery and printer state."""
+    from ..app import sync_enabled
+    from ..sync.worker import sync_status
+
+    rt = runtime()
+    with rt.store.read() as tx:
         location = get_location(tx)
-    printing = runtime().printing
+        sync = sync_status(tx, sync_enabled(rt.settings), rt.settings.sync_heartbeat_s)
+    printing = rt.printing
     return jsonify({
         "status": "ok",
         "version": current_app.config["JONOT_VERSION"],
         "location_id": location["id"],
         "location_name": location["name"],
-        "sync": {"state": "off"},
-        "discovery": discovery_status(runtime().discovery),
+        "sync": sync,
+        "discovery": discovery_status(rt.discovery),
         "printer": (printing.summary() if printing is not None
                     else {"state": "off", "printers": 0, "queue": 0, "running": False}),
     })

@@ -15,3 +15,4 @@ def get_location(tx: Tx) -> dict[str, Any]:
 def rename_location(tx: Tx, name: str) -> None:
     """Set the office name shown on pages and receipts."""
     tx.execute("UPDATE location SET name = ?", (name,))
+    tx.emit({"kind": "location", "action": "updated"})

@@ -161,6 +161,7 @@ def create_display(tx: Tx, *, name: Any, queue_ids: Any = None) -> dict[str, Any
     display_id = new_ulid()
     tx.execute("INSERT INTO displays (id, name, queue_ids, created_at) VALUES (?, ?, ?, ?)",
                (display_id, name, json.dumps(ids), utcnow_iso()))
+    tx.emit({"kind": "display", "action": "created", "display_id": display_id})
     return get_display(tx, display_id)
 
 

@@ -93,6 +93,8 @@ def join(
     labels: list[dict[str, Any]] | None = None,
     notes: str = "",
     allow_closed: bool = False,
+    ticket_id: str | None = None,
+    ticket_hash: str | None = None,
 ) -> Ticket:
     """Issue the next ticket of a queue.
 
@@ -100,7 +102,15 @@ def join(
     1, 2, 3… per queue with no gap and no reuse. Raises ``NotFound`` for an
     unknown queue, ``QueueClosed`` when it is closed (unless ``allow_closed``),
     ``ValidationError`` for bad fields.
+
+    ``ticket_id``/``ticket_hash``: the id and hash minted elsewhere (a remote
+    join relayed by the cloud); when a ticket with that id exists already it is
+    returned unchanged, so a repeated join makes one ticket.
     """
+    if ticket_id is not None:
+        existing = tx.one("SELECT * FROM tickets WHERE id = ?", (ticket_id,))
+        if existing is not None:
+            return Ticket.from_row(existing)
     if source not in SOURCES:
         raise ValidationError.field("source", f"must be one of {', '.join(SOURCES)}")
     name = _clean_text("name", name, MAX_NAME)
@@ -127,8 +137,8 @@ def join(
                created_at, updated_at, version)
            VALUES (?, ?, ?, ?, ?, ?, 'WAITING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
            RETURNING *""",
-        (new_ulid(), queue_id, queue_id, number, format_code(prefix, number),
-         new_ticket_hash(), source, name, phone, json.dumps(extra_list),
+        (ticket_id or new_ulid(), queue_id, queue_id, number, format_code(prefix, number),
+         ticket_hash or new_ticket_hash(), source, name, phone, json.dumps(extra_list),
          json.dumps(label_list), notes, 1 if priority else 0, _next_order_key(tx),
          now, now),
     )

@@ -238,7 +238,7 @@ def _apply_entry(tx: Tx, office_id: str, generation: int, entry: dict[str, Any],
                  stamp: str) -> None:
     entity, entity_id = entry.get("entity"), entry.get("entity_id")
     version, payload = entry.get("version"), entry.get("payload")
-    if entity not in protocol.ENTITIES:
+    if not isinstance(entity, str) or entity not in protocol.ENTITIES:
         raise Poison(f"unknown entity {str(entity)[:32]!r}")
     if not isinstance(entity_id, str) or not 0 < len(entity_id) <= MAX_ID:
         raise Poison("entity_id must be a text of 1 to 64 characters")
