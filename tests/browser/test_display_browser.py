@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.support import LiveServer
+from tests.support import UNLIMITED_JOINS, LiveServer
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +117,7 @@ def test_display_recovers_from_a_server_restart(browser, tmp_path, artifacts):
 
     data_dir = tmp_path / "data"
     seed_accounts(data_dir)
-    server = LiveServer(data_dir).start()
+    server = LiveServer(data_dir, env=UNLIMITED_JOINS).start()
     try:
         office = Office(server)
         context = browser.new_context(viewport={"width": 1920, "height": 1080})
@@ -130,7 +130,7 @@ def test_display_recovers_from_a_server_restart(browser, tmp_path, artifacts):
         server.stop()
         page.wait_for_selector("#conn", state="visible", timeout=10_000)
         assert re.search(r"Reconnecting", page.inner_text("#conn"))
-        server = LiveServer(data_dir)
+        server = LiveServer(data_dir, env=UNLIMITED_JOINS)
         server.port = int(office.url.rsplit(":", 1)[1])
         server.start()
         _live(page)

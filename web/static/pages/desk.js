@@ -131,6 +131,17 @@
     if (el.tagName === "SELECT") el.focus(); else el.click();
   });
 
+  /* A button pressed in the instant between a swap and htmx taking over the new
+     fragment would post the plain form and reload the whole page: hand it to htmx. */
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    if (!window.htmx || !form.getAttribute || !form.getAttribute("hx-post")) return;
+    if (form["htmx-internal-data"] && form["htmx-internal-data"].initHash) return;
+    ev.preventDefault();
+    window.htmx.process(form);
+    window.htmx.trigger(form, "submit");
+  }, true);
+
   tick();
   setInterval(tick, 1000);
   connect();
