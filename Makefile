@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(VENV)/bin/mypy jonot_local
 	$(VENV)/bin/mypy sync
 	sh tests/browser/ensure_chromium.sh
-	$(PY) -m pytest -n 2 --timeout 600
+	$(PY) -m pytest -n 2 --dist loadgroup --timeout 600
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q

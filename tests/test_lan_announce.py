@@ -21,7 +21,7 @@ from jonot_local.lan.interfaces import announced_addresses
 from .lan_support import AnnouncingServer, BrowserProcess, unique
 from .support import LiveServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mdns")]
 
 FIGURES = Path(__file__).parent / "artifacts" / "lan_figures.json"
 

@@ -24,7 +24,7 @@ import pytest
 
 from .lan_support import AnnouncingServer, unique
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mdns")]
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 APT_PACKAGES = ["xvfb", "imagemagick", "xdotool", "libxcb-icccm4", "libxcb-keysyms1",

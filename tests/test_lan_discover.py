@@ -8,6 +8,8 @@ from jonot_local.lan.discover import Connector, Memory, Server, decide
 
 from .lan_support import AnnouncingServer, unique
 
+pytestmark = pytest.mark.xdist_group("mdns")  # mDNS on loopback: one test at a time
+
 A = Server("Clinic A", "192.0.2.10", 8080, "LOC-A", "1")
 B = Server("Clinic B", "192.0.2.20", 8080, "LOC-B", "1")
 
