@@ -194,6 +194,16 @@ def test_office_and_cloud_processes_sync_both_ways(pair):
     assert view["state"] == "CALLED"
     assert view["message"] == "Too late to cancel: the ticket has already been called."
 
+    # The office closes the queue: the cloud refuses remote joins at once, in words.
+    requests.patch(f"{pair.office.url}/api/v1/queues/{pair.queue_id}", json={"open": False},
+                   headers=pair.admin, timeout=5).raise_for_status()
+    closed = wait_for("the closed queue refused by the cloud", lambda: (
+        (r := requests.post(f"{pair.cloud.url}/api/v1/queues/{pair.queue_id}/tickets",
+                            json={}, timeout=5)).status_code == 409 and r.json()))
+    assert closed["code"] == "queue_closed" and closed["detail"]
+    requests.patch(f"{pair.office.url}/api/v1/queues/{pair.queue_id}", json={"open": True},
+                   headers=pair.admin, timeout=5).raise_for_status()
+
     # The cloud stopped: the office keeps joining fast; the backlog drains on return.
     pair.cloud.stop()
     times, offline = [], []
