@@ -148,6 +148,11 @@ def test_office_and_cloud_processes_sync_both_ways(pair):
     wait_for("the completion on the cloud", state_on_cloud(pair, hash_of(first), "COMPLETED"))
     page = requests.get(f"{pair.cloud.url}/t/{hash_of(first)}", timeout=5)
     assert page.status_code == 200 and first["code"] in page.text
+    # The patient's link: the LAN page, and the same path on the cloud for mobile data.
+    assert first["cloud_url"] == f"{pair.cloud.url}/t/{hash_of(first)}"
+    lan_page = requests.get(first["url"], timeout=5).text
+    assert f'href="{first["cloud_url"]}"' in lan_page
+    assert requests.get(first["cloud_url"], timeout=5).status_code == 200
 
     # A remote join: 202 PENDING at once, then the office's number, code and position.
     r = requests.post(f"{pair.cloud.url}/api/v1/queues/{pair.queue_id}/tickets", json={},
@@ -260,3 +265,18 @@ def test_wrong_token_is_refused_and_health_says_so(tmp_path):
     finally:
         office.stop()
         cloud.stop()
+
+
+def test_receipt_carries_the_lan_page_and_the_cloud_copy_when_sync_is_on():
+    from datetime import UTC, datetime
+
+    from jonot_local.printing.receipt import Receipt, build_receipt
+
+    base = dict(clinic="Clinic", queue="General", code="A001",
+                issued_at=datetime(2026, 1, 1, tzinfo=UTC), people_ahead=0, wait_minutes=0,
+                url="http://192.168.1.5:8080/t/abc")
+    alone = build_receipt(Receipt(**base))
+    both = build_receipt(Receipt(**base, cloud_url="https://cloud.example/t/abc"))
+    assert b"https://cloud.example/t/abc" not in alone
+    assert b"http://192.168.1.5:8080/t/abc" in both and b"https://cloud.example/t/abc" in both
+    assert b"From anywhere (mobile data)" in both and b"Wi-Fi" in both
