@@ -109,7 +109,8 @@ class _Refused(Exception):
 
 
 def _join(tx: Tx, payload: dict[str, Any]) -> str:
-    ticket_id, ticket_hash = payload.get("ticket_id"), payload.get("ticket_hash")
+    ticket_id = payload.get("ticket_id")
+    ticket_hash = payload.get("ticket_hash", payload.get("hash"))  # "hash": an older cloud
     queue_id = payload.get("queue_id")
     if not isinstance(queue_id, str):
         raise _Refused("invalid")

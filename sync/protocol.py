@@ -32,6 +32,20 @@ commands relayed by the cloud, ``{"actions": [Action, ...]}`` with
 The office applies ``last_applied + 1`` only, records ``command_id`` in the
 same transaction as the effect, and reports each outcome as a ``command``
 entry in a later push.
+
+Action payloads: ``join`` is ``{"ticket_id", "ticket_hash", "queue_id"}`` (the
+cloud mints the id and the bearer hash; the office also reads ``hash``, an
+older name); ``cancel`` is ``{"ticket_id"}`` and applies to a ``WAITING``
+ticket only. A ``rejected`` result's ``reason`` is one of ``REJECT_REASONS``;
+the cloud has words for each.
+
+Versions: a ticket or queue entry carries the row's own ``version``; desk,
+display and location entries carry the entry's ``seq`` (they have no version
+column), and ``command`` entries version 1 with ``entity_id`` = the command id.
+The cloud compares ``(generation, version)``, the generation being the rank of
+the epoch, so a new epoch's snapshot always supersedes the old one.
+``max_numbers`` is keyed by the queue whose counter gave the number: a ticket's
+``origin_queue_id`` (a transferred ticket keeps its number).
 """
 
 from __future__ import annotations
@@ -49,6 +63,9 @@ MAX_WAIT_S = 25
 #: "reason": str|None, "ticket_id": str|None}``.
 ENTITIES = ("location", "queue", "desk", "display", "ticket", "command")
 ACTION_KINDS = ("join", "cancel")
+REJECT_REASONS = ("queue_closed", "not_found", "invalid", "invalid_transition", "conflict",
+                  "already_called", "already_completed", "already_skipped", "already_canceled",
+                  "unknown_kind", "refused")
 PUSH_ACTIONS = ("ok", "rotate", "frozen")
 
 #: Ticket fields that leave the office. Names, phones, notes, extra fields and

@@ -30,8 +30,9 @@ class CloudProcess:
     """``jonot-local cloud serve`` started for real on loopback."""
 
     def __init__(self, data_dir: Path, database_url: str = "",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, port: int = 0) -> None:
         self.data_dir = Path(data_dir)
+        self.port = port
         self.database_url = database_url
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "JONOT_HASH_MISS_PER_MIN": "1000",
                     **(env or {})}
@@ -40,7 +41,7 @@ class CloudProcess:
 
     def start(self, timeout: float = 30.0) -> CloudProcess:
         cmd = [sys.executable, "-m", "jonot_local", "cloud", "serve", "--host", "127.0.0.1",
-               "--port", "0", "--data-dir", str(self.data_dir)]
+               "--port", str(self.port), "--data-dir", str(self.data_dir)]
         if self.database_url:
             cmd += ["--database-url", self.database_url]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -250,7 +250,7 @@ def test_remote_join_is_pending_until_the_office_numbers_it(backend, cloud):
     assert joined["url"].endswith("/t/" + joined["hash"])
     [action] = office.actions(after=0)
     assert action["kind"] == "join" and action["cmd_seq"] == 1
-    assert action["payload"] == {"ticket_id": joined["id"], "hash": joined["hash"],
+    assert action["payload"] == {"ticket_id": joined["id"], "ticket_hash": joined["hash"],
                                  "queue_id": queue_id}
     assert office.actions(after=0) == [action]  # redelivered with the same number
     assert by_hash(cloud, joined["hash"]).json()["state"] == "PENDING"

@@ -158,7 +158,10 @@ _TICKET_STATUS: dict[str, Any] = {
     "desk_name": nullable({"type": "string", "description": "Where to go, once CALLED"}),
     "queue_name": STR,
 }
-_URL = {"url": {"type": "string", "format": "uri", "description": "The ticket page"}}
+_URL = {"url": {"type": "string", "format": "uri", "description": "The ticket page"},
+        "cloud_url": nullable({"type": "string", "format": "uri",
+                               "description": "The same ticket page on the cloud copy, "
+                                              "reachable from anywhere (null: sync off)"})}
 
 
 def _schemas() -> dict[str, dict[str, Any]]:

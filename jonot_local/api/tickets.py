@@ -31,12 +31,22 @@ def ticket_page_url(ticket_hash: str) -> str:
     return request.host_url.rstrip("/") + "/t/" + ticket_hash
 
 
+def cloud_page_url(ticket_hash: str) -> str | None:
+    """The same ticket's page on the cloud copy when sync is on (``JONOT_CLOUD_URL`` and
+    a token set), else None. The path is the office's own: only the host differs."""
+    settings = runtime().settings
+    if not (settings.cloud_url and settings.cloud_token):
+        return None
+    return settings.cloud_url.rstrip("/") + "/t/" + ticket_hash
+
+
 def holder_view(tx: Any, ticket: Ticket) -> dict[str, Any]:
     """What the ticket holder may see: the ticket without staff notes, plus its status."""
     settings = runtime().settings
     data = ticket_json(ticket, private=False)
     data.update(status.ticket_status(tx, ticket, settings.default_service_s))
     data["url"] = ticket_page_url(ticket.hash)
+    data["cloud_url"] = cloud_page_url(ticket.hash)
     return data
 
 
@@ -147,7 +157,8 @@ def join(queue_id: str) -> tuple[Response, int]:
         if user is None:
             data = holder_view(tx, ticket)
         else:
-            data = {**staff_view(tx, ticket), "url": ticket_page_url(ticket.hash)}
+            data = {**staff_view(tx, ticket), "url": ticket_page_url(ticket.hash),
+                    "cloud_url": cloud_page_url(ticket.hash)}
     printing = runtime().printing
     if source == "kiosk" and printing is not None:
         printing.print_ticket(data, device=current_device())  # queued; never waits on paper

@@ -22,11 +22,14 @@ _TEXTS = {
     "en": {"ahead": "People ahead: {n}", "none_ahead": "You are next",
            "wait": "About {n} minutes", "wait_one": "About 1 minute",
            "scan": "Scan to follow your turn on your phone", "test": "Test print",
-           "test_ok": "If you can read this, the printer works."},
+           "test_ok": "If you can read this, the printer works.",
+           "scan_wifi": "On the clinic's Wi-Fi", "scan_anywhere": "From anywhere (mobile data)"},
     "fi": {"ahead": "Edellä jonossa: {n}", "none_ahead": "Olet seuraava",
            "wait": "Noin {n} minuuttia", "wait_one": "Noin 1 minuutti",
            "scan": "Skannaa ja seuraa vuoroasi puhelimella", "test": "Testitulostus",
-           "test_ok": "Jos voit lukea tämän, tulostin toimii."},
+           "test_ok": "Jos voit lukea tämän, tulostin toimii.",
+           "scan_wifi": "Klinikan Wi-Fi-verkossa",
+           "scan_anywhere": "Mistä tahansa (mobiilidata)"},
 }
 
 
@@ -41,6 +44,8 @@ class Receipt:
     people_ahead: int | None
     wait_minutes: int | None
     url: str
+    #: The cloud copy of the ticket page (sync on): printed as a second QR code.
+    cloud_url: str | None = None
 
 
 def wait_minutes(estimated_wait_s: float | None) -> int | None:
@@ -75,7 +80,14 @@ def build_receipt(receipt: Receipt, *, qr: str = "native", profile: str = "TM-T2
         p.textln(texts["wait_one"] if receipt.wait_minutes == 1
                  else texts["wait"].format(n=receipt.wait_minutes))
     p.ln()
+    if receipt.cloud_url:  # sync on: the LAN page and the cloud copy, each captioned
+        p.set(align="center", normal_textsize=True)
+        p.textln(texts["scan_wifi"])
     _qr(p, receipt.url, qr)
+    if receipt.cloud_url:
+        p.set(align="center", normal_textsize=True)
+        p.textln(texts["scan_anywhere"])
+        _qr(p, receipt.cloud_url, qr)
     p.set(align="center", normal_textsize=True)
     p.textln(texts["scan"])
     p.cut()

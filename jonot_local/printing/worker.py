@@ -201,6 +201,7 @@ class PrintService:
             wait_minutes=wait_minutes(t.get("estimated_wait_s")),
             url=(reachable_url(str(t.get("url") or "")) if self.lan_urls
                  else str(t.get("url") or "")),
+            cloud_url=str(t["cloud_url"]) if t.get("cloud_url") else None,
         )
 
     # -- state (any thread) ------------------------------------------------------------

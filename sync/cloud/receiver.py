@@ -326,12 +326,16 @@ def _apply_ticket(tx: Tx, office_id: str, generation: int, ticket_id: str, versi
         (ticket_id, office_id, queue_id, digest, generation, version, number,
          payload.get("code"), state, prio, order_key, payload.get("desk_id"),
          payload.get("called_at"), json.dumps(kept), stamp))
+    # Numbers come from the counter of the queue a ticket was first made in (a
+    # transferred ticket keeps its number), so that is the queue they are counted under.
+    origin = payload.get("origin_queue_id")
+    number_queue = origin if isinstance(origin, str) and 0 < len(origin) <= MAX_ID else queue_id
     if number is not None:
         tx.execute("INSERT INTO queue_number (queue_id, office_id, max_number) VALUES (?, ?, ?) "
                    "ON CONFLICT (queue_id) DO UPDATE SET max_number = CASE WHEN "
                    "excluded.max_number > queue_number.max_number THEN excluded.max_number "
                    "ELSE queue_number.max_number END WHERE queue_number.office_id = "
-                   "excluded.office_id", (queue_id, office_id, number))
+                   "excluded.office_id", (number_queue, office_id, number))
 
 
 def _apply_command_result(tx: Tx, office_id: str, payload: dict[str, Any], stamp: str) -> None:
@@ -350,7 +354,8 @@ def _apply_command_result(tx: Tx, office_id: str, payload: dict[str, Any], stamp
     tx.execute("UPDATE command SET state = ?, result = ?, reason = ?, resolved_at = ?, "
                "payload = ? WHERE command_id = ?",
                (result, result, reason, stamp,
-                json.dumps({k: v for k, v in json.loads(cmd["payload"]).items() if k != "hash"}),
+                json.dumps({k: v for k, v in json.loads(cmd["payload"]).items()
+                           if k not in ("ticket_hash", "hash")}),
                 command_id))
     if cmd["kind"] == "cancel":
         tx.execute("UPDATE ticket SET cancel_pending = 0, note = ? WHERE ticket_id = ?",

@@ -28,11 +28,20 @@ TERMINAL = ("COMPLETED", "SKIPPED", "CANCELED", "REJECTED")
 EXPIRED_REASON = ("The clinic is offline just now, so this request could not reach it. "
                   "Try again later, or take a ticket at the kiosk.")
 
+#: Every refusal code the office reports (``sync/apply.py``), in words.
 REASONS = {
     "queue_closed": "This queue is closed just now.",
     "already_called": "Too late to cancel: the ticket has already been called.",
     "already_ended": "This ticket has already ended.",
+    "already_completed": "This ticket has already been served.",
+    "already_skipped": "This ticket was skipped: ask at the reception.",
+    "already_canceled": "This ticket has already been canceled.",
     "not_found": "The clinic does not know this ticket or queue.",
+    "invalid": "The clinic could not read this request.",
+    "invalid_transition": "The clinic could not do this for the ticket in its present state.",
+    "conflict": "The clinic already has another ticket with this id; please join again.",
+    "unknown_kind": "The clinic does not know this kind of request yet.",
+    "refused": "The clinic refused this request.",
     "expired": EXPIRED_REASON,
 }
 
@@ -87,7 +96,8 @@ def holder_view(tx: Tx, ticket: dict[str, Any], *, url: str, stale_after_s: floa
             (ticket["queue_id"], ticket["prio"], ticket["prio"], ticket["order_key"]))
         ahead = int((row or {}).get("n") or 0)
         position = ahead + 1
-        per = float(queue.get("service_time_s") or default_service_s)
+        per = float(queue.get("service_time_s") or queue.get("avg_service_s")
+                    or default_service_s)
         desks = max(1, int(queue.get("desks_serving") or 1))
         wait = int(math.ceil(per * ahead / desks)) if ahead else 0
     data: dict[str, Any] = {
@@ -146,12 +156,12 @@ def remote_join(store: CloudStore, queue_id: str,
     if row is None:
         raise NotFound("No queue has this id here.", kind="queue")
     queue = json.loads(row["payload"])
-    if queue.get("open") is False:
+    if queue.get("open", queue.get("is_open")) is False:
         raise QueueClosed("This queue is closed just now.")
     office_id = row["office_id"]
     ticket_id, ticket_hash = new_ulid(), new_ticket_hash()
     command_id = new_ulid()
-    payload = {"ticket_id": ticket_id, "hash": ticket_hash, "queue_id": queue_id}
+    payload = {"ticket_id": ticket_id, "ticket_hash": ticket_hash, "queue_id": queue_id}
     with store.write(lock_office=office_id) as tx:
         office = tx.lock_office(office_id)
         if office is None or office["status"] != "active":
