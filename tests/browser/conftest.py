@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.support import LiveServer, seed_accounts, token
+from tests.support import UNLIMITED_JOINS, LiveServer, seed_accounts, token
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu",
@@ -83,7 +83,7 @@ class Office:
 def office(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Office]:
     data_dir = tmp_path_factory.mktemp("browser") / "data"
     seed_accounts(data_dir)
-    server = LiveServer(data_dir).start()
+    server = LiveServer(data_dir, env=UNLIMITED_JOINS).start()  # tests join from one address
     try:
         yield Office(server)
     finally:
