@@ -283,6 +283,12 @@ def _sync(db: Database) -> None:
     db.execute("INSERT INTO sync_state (id) VALUES (1)")
 
 
+@MIGRATIONS(name="0007_kiosk_options")
+def _kiosk_options(db: Database) -> None:
+    """A device's own options (a kiosk's queues, buttons, language, printing), as JSON."""
+    db.executescript("ALTER TABLE devices ADD COLUMN options TEXT;")
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every pending migration; returns the names applied.
 

@@ -15,6 +15,7 @@ from flask import current_app
 
 from .db import Store
 from .events import EventHub
+from .kiosk_keys import KioskKeys
 from .settings import Settings
 from .signin import SignInGuard
 
@@ -44,6 +45,7 @@ class Runtime:
     join_budget: JoinBudget | None = None  # set by create_app
     discovery: Any = None  # the zeroconf announcer (jonot_local.lan), set by serve
     printing: PrintService | None = None  # kiosk receipts; made by create_app
+    kiosk_keys: KioskKeys = field(default_factory=KioskKeys)  # the kiosk's double-tap guard
 
 
 def runtime() -> Runtime:

@@ -1,11 +1,13 @@
-"""Registered devices (admin): register a kiosk, display or desk PC, list, revoke."""
+"""Registered devices (admin): register a kiosk, display or desk PC, list, revoke; the
+body of a kiosk's options (set with ``PATCH /devices/<id>``, in ``printers``)."""
 
 from __future__ import annotations
 
 from flask import Response, jsonify
 
-from ..bodies import Body, text
+from ..bodies import Body, Field, boolean, integer, text
 from ..domain import devices
+from ..domain.errors import ValidationError
 from ..runtime import runtime
 from . import blueprint
 from .common import page_of, read_body, require
@@ -15,6 +17,37 @@ from .queues import NAME_DOC, NAME_HELP
 class DeviceCreate(Body):
     kind = text(required=True, enum=devices.KINDS)
     name = text(required=True, doc=NAME_DOC, description=NAME_HELP)
+
+
+class KioskOptions(Body):
+    """A kiosk's options; only the keys given change, null restores the default"""
+
+    queue_ids = Field({"type": "array", "items": {"type": "string"},
+                       "description": "The queues shown, in this order (null: every queue "
+                                      "in kiosk order)"},
+                      lambda v: None if isinstance(v, list) and all(isinstance(i, str) for i in v)
+                      else "must be a list of queue ids")
+    priority_button = boolean(description="Show a priority button (default false)")
+    language = text(description="The kiosk's language, e.g. fi (null: the browser's)")
+    printing = boolean(description="Print a paper ticket where a printer is set up "
+                                   "(default true)")
+    return_s = integer(minimum=devices.RETURN_S_RANGE[0], maximum=devices.RETURN_S_RANGE[1],
+                       description="Seconds the new ticket stays on screen (default 12)")
+
+
+def _options_problem(value: object) -> str | None:
+    if not isinstance(value, dict):
+        return "must be an object"
+    try:
+        KioskOptions.parse(value)
+    except ValidationError as err:
+        return err.message
+    return None
+
+
+def kiosk_options_field() -> Field:
+    """The ``options`` field of a device edit (``PATCH /devices/<id>``, in ``printers``)."""
+    return Field(KioskOptions.schema(), _options_problem, nullable=False)
 
 
 @blueprint.get("/devices")

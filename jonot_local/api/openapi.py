@@ -36,7 +36,7 @@ from . import errors as api_errors
 from .auth_routes import TokenRequest
 from .common import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from .desks import DeskCreate, DeskUpdate, DisplayCreate
-from .devices import DeviceCreate
+from .devices import DeviceCreate, KioskOptions
 from .printers import DeviceUpdate, PrinterTest
 from .queues import QueueCreate, QueueUpdate
 from .tickets import JoinRequest, TicketUpdate
@@ -70,6 +70,8 @@ INT = {"type": "integer"}
 BOOL = {"type": "boolean"}
 TIME = {"type": "string", "format": "date-time", "description": "UTC, ISO 8601"}
 ID = {"type": "string", "description": "A ULID"}
+DEVICE_OPTIONS = {"type": "object", "description": "A kiosk's options with their defaults "
+                  "filled in (see KioskOptions); other devices: {}"}
 
 
 # -- schemas ------------------------------------------------------------------------
@@ -271,15 +273,17 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "printer": nullable({"type": "string", "description": "A kiosk's own receipt "
                                  "printer URI (null: the server's default)"}),
             "created_at": TIME, "revoked_at": nullable(TIME), "active": BOOL,
-        }, ["id", "kind", "name", "created_at", "revoked_at", "active"],
+            "options": DEVICE_OPTIONS,
+        }, ["id", "kind", "name", "created_at", "revoked_at", "active", "options"],
             description="A registered kiosk, display or desk PC"),
         "RegisteredDevice": obj({
             "id": ID, "kind": {"type": "string", "enum": list(DEVICE_KINDS)}, "name": STR,
             "printer": nullable(STR),
             "created_at": TIME, "revoked_at": nullable(TIME), "active": BOOL,
+            "options": DEVICE_OPTIONS,
             "token": {"type": "string", "description": "The device credential, shown only "
                       "now: send it as the X-Jonot-Device header or jonot_device cookie"},
-        }, ["id", "kind", "name", "created_at", "revoked_at", "active", "token"]),
+        }, ["id", "kind", "name", "created_at", "revoked_at", "active", "options", "token"]),
         "DeviceList": _list_of("Device"),
         "QueueList": _list_of("Queue"),
         "DeskList": _list_of("Desk"),
@@ -303,7 +307,7 @@ def _list_of(item: str) -> dict[str, Any]:
 
 BODIES: tuple[type[Body], ...] = (
     TokenRequest, DeviceCreate, QueueCreate, QueueUpdate, DeskCreate, DeskUpdate,
-    DisplayCreate, JoinRequest, TicketUpdate, DeviceUpdate, PrinterTest,
+    DisplayCreate, JoinRequest, TicketUpdate, DeviceUpdate, KioskOptions, PrinterTest,
     *dict.fromkeys(t.body for t in TRANSITIONS.values()), Empty,
 )
 
@@ -501,7 +505,8 @@ def _paths() -> dict[str, dict[str, Any]]:
     }
     p[f"{v}/devices/{{device_id}}"] = {
         "parameters": [_path_param("device_id", "Device id")],
-        "patch": _op("updateDevice", "Give a kiosk its own receipt printer (null: the default)",
+        "patch": _op("updateDevice", "Set a kiosk's own receipt printer and its options "
+                     "(queues, priority button, language, printing, return time)",
                      "devices", "admin",
                      {**_ok("Device", "The device now"), **body_errs, **_resp("NotFound")},
                      body=_body("DeviceUpdate")),

@@ -13,17 +13,19 @@ from ..printing import PrintService
 from ..runtime import runtime
 from . import blueprint
 from .common import read_body, require
+from .devices import kiosk_options_field
 from .errors import ApiError
 
 PRINTER_URI_DOC = {"examples": ["tcp://192.0.2.10:9100", "usb://04b8:0202"]}
 
 
 class DeviceUpdate(Body):
-    """A kiosk's own receipt printer; null: the server's default printer."""
+    """A kiosk's own receipt printer (null: the server's default) and its options; only the
+    fields given change"""
 
-    printer = text(required=True, nullable=True, doc=PRINTER_URI_DOC,
-                   description="tcp://HOST[:PORT] or usb://VID:PID, or null",
-                   missing="is required (a printer URI, or null)")
+    printer = text(nullable=True, doc=PRINTER_URI_DOC,
+                   description="tcp://HOST[:PORT] or usb://VID:PID, or null")
+    options = kiosk_options_field()
 
 
 class PrinterTest(Body):
@@ -71,7 +73,16 @@ def test_printer() -> Response:
 @blueprint.patch("/devices/<device_id>")
 @require("admin")
 def edit_device(device_id: str) -> Response:
-    """Set a kiosk's own receipt printer ``{"printer": URI}``, or ``null`` for the default."""
+    """Set a kiosk's own receipt printer ``{"printer": URI}`` (``null``: the default) and/or
+    its options ``{"options": {...}}`` (``devices.set_kiosk_options``)."""
     body = read_body(DeviceUpdate)
     with runtime().store.write() as tx:
-        return jsonify(devices.set_printer(tx, device_id, body["printer"]))
+        device = devices.get(tx, device_id)
+        if not body:
+            raise ValidationError("Give printer or options.", [
+                {"field": "printer", "message": "printer or options is required"}])
+        if "printer" in body:
+            device = devices.set_printer(tx, device_id, body["printer"])
+        if "options" in body:
+            device = devices.set_kiosk_options(tx, device_id, body["options"])
+        return jsonify(device)

@@ -9,6 +9,7 @@ displays and desks get live-stream slots from a reserve of their own.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from ..db import Tx
@@ -19,6 +20,17 @@ from .text import clean_name
 
 KINDS = ("kiosk", "display", "desk")
 MAX_NAME = 80
+COLUMNS = "id, kind, name, printer, created_at, revoked_at, options"
+
+# A kiosk's options and their defaults (``queue_ids`` None: every queue, in kiosk order).
+KIOSK_DEFAULTS: dict[str, Any] = {
+    "queue_ids": None,
+    "priority_button": False,
+    "language": None,
+    "printing": True,
+    "return_s": 12,
+}
+RETURN_S_RANGE = (3, 120)
 
 
 def register(tx: Tx, kind: Any, name: Any) -> tuple[dict[str, Any], str]:
@@ -38,7 +50,7 @@ def register(tx: Tx, kind: Any, name: Any) -> tuple[dict[str, Any], str]:
 
 def get(tx: Tx, device_id: str) -> dict[str, Any]:
     """The public record of a device. Raises ``NotFound``."""
-    row = tx.one("SELECT id, kind, name, printer, created_at, revoked_at FROM devices WHERE id = ?",
+    row = tx.one(f"SELECT {COLUMNS} FROM devices WHERE id = ?",
                  (device_id,))
     if row is None:
         raise NotFound(f"No device with id {device_id}.")
@@ -47,7 +59,7 @@ def get(tx: Tx, device_id: str) -> dict[str, Any]:
 
 def list_devices(tx: Tx) -> list[dict[str, Any]]:
     """Every device, newest first, revoked ones included (``active`` says which)."""
-    rows = tx.all("SELECT id, kind, name, printer, created_at, revoked_at FROM devices "
+    rows = tx.all(f"SELECT {COLUMNS} FROM devices "
                   "ORDER BY created_at DESC, id DESC")
     return [_public(r) for r in rows]
 
@@ -62,7 +74,7 @@ def revoke(tx: Tx, device_id: str) -> dict[str, Any]:
 
 def for_token(tx: Tx, token: str) -> dict[str, Any] | None:
     """The live (not revoked) device this token belongs to, or ``None``."""
-    row = tx.one("SELECT id, kind, name, printer, created_at, revoked_at FROM devices "
+    row = tx.one(f"SELECT {COLUMNS} FROM devices "
                  "WHERE token_hash = ? AND revoked_at IS NULL", (token_hash(token),))
     return _public(row) if row else None
 
@@ -103,7 +115,86 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def kiosk_options(tx: Tx, device_id: str) -> dict[str, Any]:
+    """A kiosk's options, every key present (defaults filled in). Raises ``NotFound``.
+
+    Keys: ``queue_ids`` (list of queue ids shown, in kiosk order; ``None`` = every
+    queue), ``priority_button`` (bool), ``language`` (a language code or ``None``:
+    the browser's), ``printing`` (bool), ``return_s`` (seconds the new ticket stays
+    on screen, 3–120).
+    """
+    return get(tx, device_id)["options"]
+
+
+def set_kiosk_options(tx: Tx, device_id: str, changes: Any) -> dict[str, Any]:
+    """Change some of a kiosk's options (only the keys given; ``None`` restores a default).
+
+    Returns the device record. Raises ``NotFound``, or ``ValidationError`` for a
+    device that is not a kiosk, an unknown key or a bad value (unknown queue ids too).
+    """
+    device = get(tx, device_id)
+    if device["kind"] != "kiosk":
+        raise ValidationError.field("options", "only kiosks have options")
+    if not isinstance(changes, dict):
+        raise ValidationError.field("options", "must be an object")
+    unknown = sorted(set(changes) - set(KIOSK_DEFAULTS))
+    if unknown:
+        raise ValidationError.field("options", f"unknown option(s): {', '.join(unknown)}")
+    stored = _stored_options(tx, device_id)
+    for key, value in changes.items():
+        if value is None:
+            stored.pop(key, None)
+        else:
+            stored[key] = _checked_option(tx, key, value)
+    tx.execute("UPDATE devices SET options = ? WHERE id = ?",
+               (json.dumps(stored, sort_keys=True) if stored else None, device_id))
+    return get(tx, device_id)
+
+
+def _stored_options(tx: Tx, device_id: str) -> dict[str, Any]:
+    row = tx.one("SELECT options FROM devices WHERE id = ?", (device_id,))
+    return _decode(row["options"] if row else None)
+
+
+def _decode(raw: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _checked_option(tx: Tx, key: str, value: Any) -> Any:
+    field = f"options.{key}"
+    if key in ("priority_button", "printing"):
+        if not isinstance(value, bool):
+            raise ValidationError.field(field, "must be true or false")
+        return value
+    if key == "return_s":
+        low, high = RETURN_S_RANGE
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ValidationError.field(field, f"must be an integer between {low} and {high}")
+        return value
+    if key == "language":
+        if not isinstance(value, str) or not 2 <= len(value.strip()) <= 16:
+            raise ValidationError.field(field, "must be a language code such as en or fi")
+        return value.strip().lower()
+    # queue_ids
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError.field(field, "must be a list of queue ids")
+    ids = list(dict.fromkeys(value))
+    if ids:
+        marks = ", ".join("?" * len(ids))
+        found = {r["id"] for r in tx.all(f"SELECT id FROM queues WHERE id IN ({marks})", ids)}
+        missing = [q for q in ids if q not in found]
+        if missing:
+            raise ValidationError.field(field, f"no queue with id {', '.join(missing)}")
+    return ids
+
+
 def _public(row: Any) -> dict[str, Any]:
     data = dict(row)
     data["active"] = data["revoked_at"] is None
+    stored = _decode(data.pop("options", None))
+    data["options"] = {**KIOSK_DEFAULTS, **stored} if data["kind"] == "kiosk" else stored
     return data

@@ -83,7 +83,7 @@ class Office:
 def office(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Office]:
     data_dir = tmp_path_factory.mktemp("browser") / "data"
     seed_accounts(data_dir)
-    server = LiveServer(data_dir, env=UNLIMITED_JOINS).start()
+    server = LiveServer(data_dir, env=UNLIMITED_JOINS).start()  # tests join from one address
     try:
         yield Office(server)
     finally:
