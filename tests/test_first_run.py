@@ -29,6 +29,9 @@ from jonot_local.domain import users
 
 from .support import wait_for_health
 
+# `make run` announces the demo office by mDNS: keep it apart from the LAN tests.
+pytestmark = pytest.mark.xdist_group("mdns")
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(sys.executable).parent.parent
 
