@@ -10,9 +10,13 @@ clinic's kiosks need a few joins a minute.
 
 Connections: a fixed pool (``db_pool_size``) shared by all server threads, so
 the number of open file descriptors does not grow with waitress's thread count.
-Writes: one write transaction at a time per process (a lock, so threads queue
-quickly instead of sleeping in SQLite's busy handler) and ``BEGIN IMMEDIATE``
-so that other processes on the same file are serialised too.
+Writes: one write block at a time per process (a lock, so threads queue
+quickly instead of sleeping in SQLite's busy handler) on one write connection,
+and ``BEGIN IMMEDIATE`` so that other processes on the same file are
+serialised too. Blocks that queue up behind each other share one transaction
+and one WAL sync (group commit, see ``Store.write``): under load the sync is
+paid once per group instead of once per ticket, and each block still returns
+only once its changes are durable.
 """
 
 from __future__ import annotations
@@ -121,6 +125,11 @@ class Store:
         self._created = 0
         self._create_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None  # the one write connection
+        self._group: _Group | None = None  # the write transaction open for a group
+        self._waiting = 0  # threads waiting for the write lock
+        self._waiting_lock = threading.Lock()
+        self.max_group = 64  # write blocks committed together at most
         self._closed = False
         # How new passwords are hashed (a werkzeug method; None: the strong default).
         self.password_hash_method: str | None = None
@@ -163,6 +172,12 @@ class Store:
     def close(self) -> None:
         """Close every pooled connection (those in use are closed when returned)."""
         self._closed = True
+        with self._write_lock:
+            if self._writer is not None:
+                if self._group is not None:
+                    self._commit_group(self._writer, self._group)
+                self._writer.close()
+                self._writer = None
         while True:
             try:
                 self._pool.get_nowait().close()
@@ -172,9 +187,17 @@ class Store:
     # -- transactions ----------------------------------------------------------
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[Tx]:
-        """A consistent read snapshot (a deferred transaction)."""
+    def read(self, snapshot: bool = True) -> Iterator[Tx]:
+        """A consistent read snapshot (a deferred transaction).
+
+        ``snapshot=False``: no transaction, each statement sees the latest commit
+        (for a single statement, which is consistent on its own, it saves the
+        ``BEGIN``/``ROLLBACK`` round trips).
+        """
         with self.connection() as conn:
+            if not snapshot:
+                yield Tx(conn, self)
+                return
             conn.execute("BEGIN")
             try:
                 yield Tx(conn, self)
@@ -183,26 +206,143 @@ class Store:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Tx]:
-        """A write transaction: ``BEGIN IMMEDIATE``, commit on success, else roll back.
+        """A write transaction: the block's changes commit together, or not at all.
 
-        A transaction that emitted events runs the ``before_commit`` hooks in it
-        before committing; after the commit, its events go to every listener.
+        Yields a ``Tx`` on the store's one write connection; writes are serialised
+        (one block at a time per process, and ``BEGIN IMMEDIATE`` across processes).
+        When the block raises, its changes are rolled back and the error goes on.
+        When it returns, its changes are durable (committed with
+        ``synchronous=FULL``) before ``write`` returns, or ``write`` raises.
+
+        Group commit: while other threads are waiting to write, a finished block
+        does not commit on its own; its changes stay in the open transaction
+        (each block runs in a savepoint) and the last writer of the group
+        commits them all with one sync of the WAL, up to ``max_group`` blocks.
+        Every block of the group returns only once that commit is done, and
+        all fail if it fails. A block that raises undoes only its own savepoint.
+
+        A block that emitted events runs the ``before_commit`` hooks in its
+        savepoint; after the commit, the group's events go to every listener in
+        commit order (listeners must be quick: they run while writes wait).
         """
-        with self._write_lock, self.connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._waiting_lock:
+            self._waiting += 1
+        self._write_lock.acquire()
+        with self._waiting_lock:
+            self._waiting -= 1
+        try:
+            conn = self._write_connection()
+            if self._group is None:
+                conn.execute("BEGIN IMMEDIATE")
+                self._group = _Group()
+            group = self._group
+            conn.execute("SAVEPOINT block")
+        except BaseException:
+            if self._group is not None and self._writer is not None:
+                self._commit_group(self._writer, self._group)  # earlier blocks still count
+            self._write_lock.release()
+            raise
+        try:
             tx = Tx(conn, self)
             try:
                 yield tx
                 if tx.events:
                     for hook in self.before_commit:
                         hook(tx)
+                conn.execute("RELEASE block")
+                group.blocks.append(tx)
             except BaseException:
-                conn.rollback()
+                self._undo_block(conn, group)
                 raise
-            conn.commit()
-        if tx.events:
+        finally:
+            left_open = self._end_turn(conn, group)
+        if left_open:
+            self._await(group)
+        if group.error is not None:
+            raise sqlite3.OperationalError(
+                f"the change was not saved: {group.error}") from group.error
+
+    def _write_connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError("store is closed")
+        if self._writer is None:
+            self._writer = connect(self.path, read_only=self.read_only)
+        return self._writer
+
+    def _undo_block(self, conn: sqlite3.Connection, group: _Group) -> None:
+        """Roll back a failed block's savepoint; the group's other blocks stay."""
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK TO block")
+                conn.execute("RELEASE block")
+                return
+            except sqlite3.Error:
+                log.exception("could not roll back a failed write block")
+        # SQLite ended the whole transaction (e.g. disk full, I/O error): the group is lost.
+        self._close_group(conn, group, sqlite3.OperationalError(
+            "the write transaction was rolled back by the database"))
+
+    def _end_turn(self, conn: sqlite3.Connection, group: _Group) -> bool:
+        """After a block, under the write lock: commit the group, or leave it to a waiter.
+
+        Releases the write lock. True: the group was left open for the next writer.
+        """
+        try:
+            if self._group is not group:  # closed while this block ran
+                return False
+            if self._waiting and len(group.blocks) < self.max_group:
+                return True
+            self._commit_group(conn, group)
+            return False
+        finally:
+            self._write_lock.release()
+
+    def _await(self, group: _Group) -> None:
+        """Wait for a group left open to be committed (committing it if it is stranded)."""
+        while not group.done.wait(1.0):
+            with self._write_lock:
+                if self._group is group and self._writer is not None:
+                    self._commit_group(self._writer, group)
+
+    def _commit_group(self, conn: sqlite3.Connection, group: _Group) -> None:
+        """Commit the open group (under the write lock) and deliver its events in order."""
+        self._group = None
+        try:
+            conn.execute("COMMIT")
+        except BaseException as err:
+            self._close_group(conn, group, err)
+            return
+        group.done.set()
+        for tx in group.blocks:
+            if not tx.events:
+                continue
             for listener in list(self.listeners):
-                listener(tx.events)
+                try:
+                    listener(tx.events)
+                except Exception:  # one broken listener must not undo a commit
+                    log.exception("a change listener failed")
+
+    def _close_group(self, conn: sqlite3.Connection, group: _Group,
+                     error: BaseException) -> None:
+        """End a group that cannot commit: roll back, and fail its finished blocks."""
+        if self._group is group:
+            self._group = None
+        if conn.in_transaction:
+            try:
+                conn.rollback()
+            except sqlite3.Error:
+                log.exception("could not roll back a failed write transaction")
+        group.error = error
+        group.done.set()
+
+
+class _Group:
+    """Write blocks sharing one transaction, committed together (``Store.write``)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[Tx] = []
+        self.done = threading.Event()
+        self.error: BaseException | None = None
 
 
 class NoDatabase(Exception):

@@ -289,6 +289,50 @@ def _kiosk_options(db: Database) -> None:
     db.executescript("ALTER TABLE devices ADD COLUMN options TEXT;")
 
 
+@MIGRATIONS(name="0010_waiting_counts")
+def _waiting_counts(db: Database) -> None:
+    """How many tickets wait per queue and priority, kept by triggers on ``tickets``.
+
+    A join's position and a queue's waiting count are then one row read, however
+    long the queue: counting the waiting tickets grows with the queue. Triggers
+    keep the count in the same transaction as every change, whichever code path
+    makes it.
+    """
+    db.executescript("""
+        CREATE TABLE queue_waiting (
+            queue_id TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (queue_id, priority)
+        ) WITHOUT ROWID;
+        INSERT INTO queue_waiting (queue_id, priority, n)
+            SELECT queue_id, priority, COUNT(*) FROM tickets WHERE state = 'WAITING'
+            GROUP BY queue_id, priority;
+        CREATE TRIGGER tr_waiting_insert AFTER INSERT ON tickets
+        WHEN NEW.state = 'WAITING' BEGIN
+            INSERT INTO queue_waiting (queue_id, priority, n)
+                VALUES (NEW.queue_id, NEW.priority, 1)
+                ON CONFLICT (queue_id, priority) DO UPDATE SET n = n + 1;
+        END;
+        CREATE TRIGGER tr_waiting_delete AFTER DELETE ON tickets
+        WHEN OLD.state = 'WAITING' BEGIN
+            UPDATE queue_waiting SET n = n - 1
+                WHERE queue_id = OLD.queue_id AND priority = OLD.priority;
+        END;
+        CREATE TRIGGER tr_waiting_leave AFTER UPDATE OF state, queue_id, priority ON tickets
+        WHEN OLD.state = 'WAITING' BEGIN
+            UPDATE queue_waiting SET n = n - 1
+                WHERE queue_id = OLD.queue_id AND priority = OLD.priority;
+        END;
+        CREATE TRIGGER tr_waiting_enter AFTER UPDATE OF state, queue_id, priority ON tickets
+        WHEN NEW.state = 'WAITING' BEGIN
+            INSERT INTO queue_waiting (queue_id, priority, n)
+                VALUES (NEW.queue_id, NEW.priority, 1)
+                ON CONFLICT (queue_id, priority) DO UPDATE SET n = n + 1;
+        END;
+    """)
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every pending migration; returns the names applied.
 

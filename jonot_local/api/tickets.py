@@ -40,20 +40,24 @@ def cloud_page_url(ticket_hash: str) -> str | None:
     return settings.cloud_url.rstrip("/") + "/t/" + ticket_hash
 
 
-def holder_view(tx: Any, ticket: Ticket) -> dict[str, Any]:
-    """What the ticket holder may see: the ticket without staff notes, plus its status."""
+def holder_view(tx: Any, ticket: Ticket, position: int | None = None) -> dict[str, Any]:
+    """What the ticket holder may see: the ticket without staff notes, plus its status.
+
+    ``position``: the ticket's position when known (see ``status.ticket_status``).
+    """
     settings = runtime().settings
     data = ticket_json(ticket, private=False)
-    data.update(status.ticket_status(tx, ticket, settings.default_service_s))
+    data.update(status.ticket_status(tx, ticket, settings.default_service_s, position))
     data["url"] = ticket_page_url(ticket.hash)
     data["cloud_url"] = cloud_page_url(ticket.hash)
     return data
 
 
-def staff_view(tx: Any, ticket: Ticket) -> dict[str, Any]:
+def staff_view(tx: Any, ticket: Ticket, position: int | None = None) -> dict[str, Any]:
     """What staff see of a ticket: every field, plus its position, wait and now serving."""
     data = ticket_json(ticket)
-    data.update(status.ticket_status(tx, ticket, runtime().settings.default_service_s))
+    data.update(status.ticket_status(tx, ticket, runtime().settings.default_service_s,
+                                     position))
     return data
 
 
@@ -154,10 +158,13 @@ def join(queue_id: str) -> tuple[Response, int]:
             labels=body.get("labels"),
             notes=notes or "",
         )
+        position = status.position_at_tail(tx, ticket)  # one row, however long the queue
+    # The rest of the answer is read after the commit, outside the write lock.
+    with runtime().store.read() as tx:
         if user is None:
-            data = holder_view(tx, ticket)
+            data = holder_view(tx, ticket, position)
         else:
-            data = {**staff_view(tx, ticket), "url": ticket_page_url(ticket.hash),
+            data = {**staff_view(tx, ticket, position), "url": ticket_page_url(ticket.hash),
                     "cloud_url": cloud_page_url(ticket.hash)}
     printing = runtime().printing
     if source == "kiosk" and printing is not None:

@@ -105,7 +105,7 @@ class Queue:
     version: int
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Queue:
+    def from_row(cls, row: sqlite3.Row | dict[str, Any]) -> Queue:
         data = dict(row)
         data["is_open"] = bool(data["is_open"])
         return cls(**data)

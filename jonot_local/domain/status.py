@@ -87,9 +87,23 @@ def position(tx: Tx, ticket: Ticket) -> int | None:
     return 1 + row["n"]
 
 
+def position_at_tail(tx: Tx, ticket: Ticket) -> int:
+    """The position of a waiting ticket that is the last of its priority in its queue.
+
+    A ticket just issued is (its order key is the newest): then its position is
+    the waiting count of its priority and above, read from ``queue_waiting``
+    in one row, however long the queue. Call it in the transaction that issued
+    the ticket, so that later joins are not counted.
+    """
+    prio = 1 if ticket.priority == "priority" else 0
+    row = tx.one("SELECT COALESCE(SUM(n), 0) AS n FROM queue_waiting "
+                 "WHERE queue_id = ? AND priority >= ?", (ticket.queue_id, prio))
+    return max(1, row["n"])
+
+
 def waiting_count(tx: Tx, queue_id: str) -> int:
-    """How many tickets wait in the queue."""
-    row = tx.one("SELECT COUNT(*) AS n FROM tickets WHERE queue_id = ? AND state = 'WAITING'",
+    """How many tickets wait in the queue (kept by triggers in ``queue_waiting``)."""
+    row = tx.one("SELECT COALESCE(SUM(n), 0) AS n FROM queue_waiting WHERE queue_id = ?",
                  (queue_id,))
     return row["n"]
 
@@ -105,12 +119,17 @@ def service_time_s(queue: Queue, default_s: float) -> float:
     return queue.avg_service_s if queue.avg_service_s else default_s
 
 
-def estimated_wait_s(tx: Tx, queue: Queue, people_ahead: int, default_s: float) -> int:
-    """About how long ``people_ahead`` take: service time × people ÷ desks, whole seconds."""
+def estimated_wait_s(tx: Tx, queue: Queue, people_ahead: int, default_s: float,
+                     desks: int | None = None) -> int:
+    """About how long ``people_ahead`` take: service time × people ÷ desks, whole seconds.
+
+    ``desks``: how many desks serve the queue, when the caller has counted them.
+    """
     if people_ahead <= 0:
         return 0
     per = service_time_s(queue, default_s)
-    return int(math.ceil(per * people_ahead / desks_serving(tx, queue.id)))
+    desks = max(1, desks) if desks is not None else desks_serving(tx, queue.id)
+    return int(math.ceil(per * people_ahead / desks))
 
 
 def now_serving(tx: Tx, queue: Queue) -> dict[str, Any] | None:
@@ -144,17 +163,26 @@ def queue_summary(tx: Tx, queue: Queue, default_s: float) -> dict[str, Any]:
     }
 
 
-def ticket_status(tx: Tx, ticket: Ticket, default_s: float) -> dict[str, Any]:
-    """What the ticket holder sees besides the ticket: position, wait, now serving, desk."""
-    queue = Queue.from_row(tx.one("SELECT * FROM queues WHERE id = ?", (ticket.queue_id,)))
-    pos = position(tx, ticket)
+def ticket_status(tx: Tx, ticket: Ticket, default_s: float,
+                  known_position: int | None = None) -> dict[str, Any]:
+    """What the ticket holder sees besides the ticket: position, wait, now serving, desk.
+
+    ``known_position``: the ticket's position when the caller has it already
+    (``position_at_tail`` in the join's transaction).
+    """
+    row = dict(tx.one(
+        "SELECT q.*, (SELECT COUNT(*) FROM desk_queues WHERE queue_id = q.id) AS desks_ "
+        "FROM queues q WHERE q.id = ?", (ticket.queue_id,)))
+    desks = row.pop("desks_")
+    queue = Queue.from_row(row)
+    pos = known_position if known_position is not None else position(tx, ticket)
     desk_name = None
     if ticket.state == CALLED and ticket.desk_id:
         row = tx.one("SELECT name FROM desks WHERE id = ?", (ticket.desk_id,))
         desk_name = row["name"] if row else None
     return {
         "position": pos,
-        "estimated_wait_s": (estimated_wait_s(tx, queue, pos - 1, default_s)
+        "estimated_wait_s": (estimated_wait_s(tx, queue, pos - 1, default_s, desks)
                              if pos is not None else None),
         "now_serving": now_serving(tx, queue),
         "desk_name": desk_name,

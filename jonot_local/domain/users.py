@@ -107,12 +107,19 @@ def set_password(tx: Tx, username: Any, password: PasswordHash | Any) -> None:
     tx.execute("DELETE FROM api_tokens WHERE user_id = ?", (row["id"],))
 
 
+PUBLIC_COLUMNS = ("id", "username", "display_name", "role", "active", "created_at")
+_SELECT_PUBLIC = ", ".join(f"u.{c}" for c in PUBLIC_COLUMNS)
+
+
 def get_user(tx: Tx, user_id: str) -> dict[str, Any]:
     """The public fields of an account. Raises ``NotFound``."""
-    row = tx.one("SELECT id, username, display_name, role, active, created_at FROM users "
-                 "WHERE id = ?", (user_id,))
+    row = tx.one(f"SELECT {_SELECT_PUBLIC} FROM users u WHERE id = ?", (user_id,))
     if row is None:
         raise NotFound(f"No user with id {user_id}.")
+    return _public(row)
+
+
+def _public(row: Any) -> dict[str, Any]:
     return {**dict(row), "active": bool(row["active"])}
 
 
@@ -191,12 +198,15 @@ def issue_token(tx: Tx, user_id: str, ttl_s: int) -> tuple[str, str]:
 
 
 def user_for_token(tx: Tx, token: str) -> dict[str, Any] | None:
-    """The active account a live token belongs to, or ``None``."""
+    """The active account a live token belongs to, or ``None``.
+
+    One statement, so it is consistent without a transaction of its own.
+    """
     row = tx.one(
-        "SELECT u.id FROM api_tokens t JOIN users u ON u.id = t.user_id "
+        f"SELECT {_SELECT_PUBLIC} FROM api_tokens t JOIN users u ON u.id = t.user_id "
         "WHERE t.token_hash = ? AND t.expires_at > ? AND u.active = 1",
         (_token_hash(token), utcnow_iso()))
-    return get_user(tx, row["id"]) if row else None
+    return _public(row) if row else None
 
 
 def revoke_token(tx: Tx, token: str) -> None:

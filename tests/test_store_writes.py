@@ -1,0 +1,194 @@
+"""The store's write path: group commit, and the waiting counts kept by triggers.
+
+Group commit: concurrent write blocks share one transaction and one WAL sync;
+each still commits, or fails, on its own terms (a block that raises undoes only
+itself), every block's changes are durable when ``write`` returns, and change
+events reach listeners in commit order.
+
+Waiting counts: ``queue_waiting`` (kept by triggers) always equals a count of
+the waiting tickets, through every transition, and a join's position read from
+it equals the position counted the long way.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+from typing import Any
+
+import pytest
+
+from jonot_local.db import DB_FILENAME, Store, open_store
+from jonot_local.domain import queues, status, tickets
+from jonot_local.domain.errors import DomainError
+
+THREADS = 12
+PER_THREAD = 40
+
+
+@pytest.fixture
+def raw_store(tmp_path: Any) -> Any:
+    store = open_store(tmp_path / "data")
+    with store.write() as tx:
+        tx.execute("CREATE TABLE t (thread INTEGER, i INTEGER, PRIMARY KEY (thread, i))")
+    yield store
+    store.close()
+
+
+def _count_commits(store: Store) -> list[int]:
+    """Wrap the store's write connection so COMMITs are counted."""
+    commits = [0]
+    conn = store._write_connection()
+    real = conn.execute
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(conn, name)
+
+        def execute(self, sql: str, params: Any = ()) -> Any:
+            if sql == "COMMIT":
+                commits[0] += 1
+            return real(sql, params)
+
+    store._writer = Counting()  # type: ignore[assignment]
+    return commits
+
+
+def _hammer(store: Store, fail_every: int = 0) -> list[BaseException]:
+    errors: list[BaseException] = []
+    start = threading.Barrier(THREADS)
+
+    def work(n: int) -> None:
+        start.wait()
+        for i in range(PER_THREAD):
+            try:
+                with store.write() as tx:
+                    tx.execute("INSERT INTO t VALUES (?, ?)", (n, i))
+                    tx.emit({"thread": n, "i": i})
+                    if fail_every and i % fail_every == 0:
+                        raise ValueError("refused")
+            except ValueError:
+                pass
+            except BaseException as err:  # pragma: no cover - reported below
+                errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return errors
+
+
+def test_concurrent_blocks_share_commits_and_all_are_durable(raw_store: Store, tmp_path: Any):
+    commits = _count_commits(raw_store)
+    seen: list[dict[str, Any]] = []
+    raw_store.listeners.append(seen.extend)
+    assert _hammer(raw_store) == []
+    blocks = THREADS * PER_THREAD
+    assert commits[0] < blocks, "no two blocks ever shared a commit"
+    # Durable and visible to another connection (another process would see the same).
+    other = sqlite3.connect(tmp_path / "data" / DB_FILENAME)
+    assert other.execute("SELECT COUNT(*) FROM t").fetchone()[0] == blocks
+    other.close()
+    assert len(seen) == blocks
+    # Events arrive in commit order: each thread's own events in the order it wrote them.
+    for n in range(THREADS):
+        assert [e["i"] for e in seen if e["thread"] == n] == list(range(PER_THREAD))
+
+
+def test_a_failing_block_undoes_only_itself(raw_store: Store):
+    seen: list[dict[str, Any]] = []
+    raw_store.listeners.append(seen.extend)
+    assert _hammer(raw_store, fail_every=3) == []
+    with raw_store.read() as tx:
+        rows = {(r[0], r[1]) for r in tx.all("SELECT thread, i FROM t")}
+    kept = {(n, i) for n in range(THREADS) for i in range(PER_THREAD) if i % 3}
+    assert rows == kept
+    assert {(e["thread"], e["i"]) for e in seen} == kept, "a rolled-back block's events went out"
+
+
+def test_a_commit_that_fails_fails_every_block_of_its_group(raw_store: Store):
+    conn = raw_store._write_connection()
+    real = conn.execute
+
+    class FailingCommit:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(conn, name)
+
+        def execute(self, sql: str, params: Any = ()) -> Any:
+            if sql == "COMMIT":
+                conn.rollback()
+                raise sqlite3.OperationalError("disk I/O error")
+            return real(sql, params)
+
+    raw_store._writer = FailingCommit()  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError, match="not saved"), raw_store.write() as tx:
+        tx.execute("INSERT INTO t VALUES (1, 1)")
+    raw_store._writer = conn
+    with raw_store.write() as tx:  # the store goes on working
+        tx.execute("INSERT INTO t VALUES (2, 2)")
+    with raw_store.read() as tx:
+        assert [tuple(r) for r in tx.all("SELECT thread, i FROM t")] == [(2, 2)]
+
+
+# -- waiting counts ----------------------------------------------------------------------
+
+def _counted(tx: Any) -> dict[tuple[str, int], int]:
+    rows = tx.all("SELECT queue_id, priority, COUNT(*) AS n FROM tickets "
+                  "WHERE state = 'WAITING' GROUP BY queue_id, priority")
+    return {(r["queue_id"], r["priority"]): r["n"] for r in rows}
+
+
+def _kept(tx: Any) -> dict[tuple[str, int], int]:
+    rows = tx.all("SELECT queue_id, priority, n FROM queue_waiting WHERE n != 0")
+    return {(r["queue_id"], r["priority"]): r["n"] for r in rows}
+
+
+def test_waiting_counts_follow_every_transition(store: Any):
+    rng = random.Random(7)
+    with store.write() as tx:
+        qa = queues.create_queue(tx, name="Counts A", prefix="CA")
+        qb = queues.create_queue(tx, name="Counts B", prefix="CB")
+        desk = queues.create_desk(tx, name="Counts desk", queue_ids=[qa.id, qb.id])
+    qids = [qa.id, qb.id]
+    for step in range(400):
+        with store.write() as tx:
+            live = [tickets.Ticket.from_row(r) for r in tx.all(
+                "SELECT * FROM tickets WHERE queue_id IN (?, ?) AND state IN "
+                "('WAITING', 'CALLED')", qids)]
+            waiting = [t for t in live if t.state == "WAITING"]
+            called = [t for t in live if t.state == "CALLED"]
+            move = rng.choice(["join", "join", "join", "call", "next", "complete", "skip",
+                               "cancel", "return", "transfer", "priority", "reorder"])
+            try:
+                if move == "join" or not live:
+                    ticket = tickets.join(tx, rng.choice(qids), source="desk",
+                                          priority=rng.random() < 0.2)
+                    assert status.position_at_tail(tx, ticket) == status.position(tx, ticket)
+                elif move == "next":
+                    tickets.call_next(tx, desk.id)
+                elif move == "call" and waiting:
+                    tickets.call(tx, rng.choice(waiting).id, desk.id)
+                elif move in ("complete", "skip", "return") and called:
+                    fn = {"complete": tickets.complete, "skip": tickets.skip,
+                          "return": tickets.return_to_queue}[move]
+                    fn(tx, rng.choice(called).id)
+                elif move == "transfer" and called:
+                    tickets.transfer(tx, rng.choice(called).id, rng.choice(qids))
+                elif move == "cancel":
+                    tickets.cancel(tx, rng.choice(live).id, by="staff")
+                elif move == "priority" and waiting:
+                    t = rng.choice(waiting)
+                    tickets.update(tx, t.id, version=t.version,
+                                   priority=t.priority != "priority")
+                elif move == "reorder" and len(waiting) > 1:
+                    t, after = rng.sample(waiting, 2)
+                    tickets.reorder(tx, t.id, after=after.id)
+            except DomainError:
+                pass
+            assert _kept(tx) == _counted(tx), f"step {step}: {move}"
+    with store.read() as tx:
+        assert status.waiting_count(tx, qa.id) == sum(
+            n for (q, _), n in _counted(tx).items() if q == qa.id)
