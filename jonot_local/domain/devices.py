@@ -87,14 +87,14 @@ def get(tx: Tx, device_id: str) -> dict[str, Any]:
                  (device_id,))
     if row is None:
         raise NotFound(f"No device with id {device_id}.")
-    return _public(row, _kiosk_defaults(tx))
+    return _public(row, kiosk_defaults(tx))
 
 
 def list_devices(tx: Tx) -> list[dict[str, Any]]:
     """Every device, newest first, revoked ones included (``active`` says which)."""
     rows = tx.all(f"SELECT {COLUMNS} FROM devices "
                   "ORDER BY created_at DESC, id DESC")
-    defaults = _kiosk_defaults(tx)
+    defaults = kiosk_defaults(tx)
     return [_public(r, defaults) for r in rows]
 
 
@@ -110,7 +110,7 @@ def for_token(tx: Tx, token: str) -> dict[str, Any] | None:
     """The live (not revoked) device this token belongs to, or ``None``."""
     row = tx.one(f"SELECT {COLUMNS} FROM devices "
                  "WHERE token_hash = ? AND revoked_at IS NULL", (token_hash(token),))
-    return _public(row, _kiosk_defaults(tx)) if row else None
+    return _public(row, kiosk_defaults(tx)) if row else None
 
 
 def set_printer(tx: Tx, device_id: str, printer: Any) -> dict[str, Any]:
@@ -226,7 +226,8 @@ def _checked_option(tx: Tx, key: str, value: Any) -> Any:
     return ids
 
 
-def _kiosk_defaults(tx: Tx) -> dict[str, Any]:
+def kiosk_defaults(tx: Tx) -> dict[str, Any]:
+    """The options of a kiosk that set none of its own (the office's return time in)."""
     return {**KIOSK_DEFAULTS, "return_s": office.kiosk_return_s(tx)}
 
 

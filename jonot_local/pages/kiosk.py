@@ -46,9 +46,9 @@ def kiosk_texts() -> dict[str, str]:
 
 def _options(device_id: str | None) -> dict[str, Any]:
     """The kiosk's options (``/kiosk``: the defaults); 404 for no such live kiosk."""
-    if device_id is None:
-        return dict(devices.KIOSK_DEFAULTS)
     with runtime().store.read() as tx:
+        if device_id is None:
+            return devices.kiosk_defaults(tx)
         try:
             device = devices.get(tx, device_id)
         except NotFound:

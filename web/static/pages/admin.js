@@ -43,5 +43,17 @@
       try { if (document.execCommand("copy")) done(); } catch (e) { /* selected: Ctrl+C */ }
     }
   });
+  /* Fields that only one kind of device uses are hidden for the others. */
+  function kindFields() {
+    var kind = document.getElementById("new-device-kind"), i;
+    if (!kind) return;
+    var only = document.querySelectorAll("[data-kind-only]");
+    for (i = 0; i < only.length; i++) only[i].hidden = only[i].getAttribute("data-kind-only") !== kind.value;
+  }
+  document.addEventListener("change", function (ev) {
+    if (ev.target.id === "new-device-kind") kindFields();
+  });
+  document.body.addEventListener("htmx:afterSettle", kindFields);
+  kindFields();
   $("banner").setAttribute("tabindex", "-1");
 })();
