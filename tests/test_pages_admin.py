@@ -501,3 +501,25 @@ def test_the_admin_pages_in_finnish_have_no_english(admin, store, office):
         # whole words: Finnish "Kioskin" is not the English "Kiosk"
         leaks = [e for e in english if re.search(rf"(?<!\w){re.escape(e)}(?!\w)", visible)]
         assert leaks == [], (name, leaks)
+
+
+# -- the same rules on the API -------------------------------------------------------------
+
+def test_the_api_registers_a_display_device_for_a_display_and_renews_credentials(
+        client, admin_headers, store):
+    with store.write() as tx:
+        lobby = queues.create_display(tx, name="Lobby")
+    r = client.post("/api/v1/devices", headers=admin_headers,
+                    json={"kind": "display", "name": "TV", "display_id": lobby["id"]})
+    assert r.status_code == 201 and r.json["options"] == {"display_id": lobby["id"]}
+    assert r.json["paired_at"] is None
+    old = r.json["token"]
+    r = client.post("/api/v1/devices", headers=admin_headers,
+                    json={"kind": "kiosk", "name": "K", "display_id": lobby["id"]})
+    assert r.status_code == 422 and r.json["errors"][0]["field"] == "display_id"
+    device_id = client.get("/api/v1/devices", headers=admin_headers).json["items"][0]["id"]
+    r = client.post(f"/api/v1/devices/{device_id}/renew", headers=admin_headers)
+    assert r.status_code == 200 and r.json["token"] != old
+    with store.read() as tx:
+        assert devices.for_token(tx, old) is None
+        assert devices.for_token(tx, r.json["token"])["id"] == device_id

@@ -1,6 +1,7 @@
 """Pairing a registered device: the link an admin's page shows once, opened on the device.
 
-``/kiosk/<id>/pair``, ``/display/pair/<id>`` and ``/desk/pair/<id>``, each with
+``/kiosk/<id>/pair``, ``/display/pair/<id>`` and ``/pair/desk/<id>`` (outside
+``/desk``, whose every path needs a staff sign-in), each with
 ``?token=<the device's credential>``: the credential goes into the HttpOnly
 ``jonot_device`` cookie (so the browser is that device from now on, for its
 budgets and stream reserve), the device is recorded as paired, and the browser
@@ -54,7 +55,7 @@ def display_pair(device_id: str) -> BaseResponse:
     return paired_response(target, token)
 
 
-@blueprint.get("/desk/pair/<device_id>")
+@blueprint.get("/pair/desk/<device_id>")
 def desk_pair(device_id: str) -> BaseResponse:
     """Make this browser (a desk PC's) a registered desk; on to the desk page."""
     _, token = pair("desk", device_id)
