@@ -62,6 +62,10 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
         streams=StreamRegistry(settings, store, hub),
         printing=make_print_service(settings, store),
     )
+    from .domain import office
+
+    with store.read() as tx:
+        app.extensions["jonot"].apply_office_settings(office.stored(tx))
     if settings.trusted_proxies > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
                                 x_proto=settings.trusted_proxies,

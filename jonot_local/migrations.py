@@ -289,6 +289,12 @@ def _kiosk_options(db: Database) -> None:
     db.executescript("ALTER TABLE devices ADD COLUMN options TEXT;")
 
 
+@MIGRATIONS(name="0009_admin_device_paired")
+def _device_paired(db: Database) -> None:
+    """When a device last opened its pairing link (NULL: not yet, since the link was made)."""
+    db.execute("ALTER TABLE devices ADD COLUMN paired_at TEXT")
+
+
 @MIGRATIONS(name="0010_waiting_counts")
 def _waiting_counts(db: Database) -> None:
     """How many tickets wait per queue and priority, kept by triggers on ``tickets``.

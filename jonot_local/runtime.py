@@ -46,6 +46,22 @@ class Runtime:
     discovery: Any = None  # the zeroconf announcer (jonot_local.lan), set by serve
     printing: PrintService | None = None  # kiosk receipts; made by create_app
     kiosk_keys: KioskKeys = field(default_factory=KioskKeys)  # the kiosk's double-tap guard
+    #: the server's own values of the settings admin can override (before any override)
+    settings_baseline: dict[str, Any] = field(default_factory=dict)
+
+    def apply_office_settings(self, saved: dict[str, Any]) -> None:
+        """Use the office settings saved in admin (``domain.office.stored``) from now on; a
+        setting not saved goes back to the server's own value."""
+        for name in OVERRIDDEN:
+            self.settings_baseline.setdefault(name, getattr(self.settings, name))
+            value = saved.get(name, self.settings_baseline[name])
+            setattr(self.settings, name, type(self.settings_baseline[name])(value))
+        if self.streams is not None:
+            self.streams.feed.default_service_s = self.settings.default_service_s
+
+
+#: office settings (``domain.office.FIELDS``) that replace a server setting of the same name
+OVERRIDDEN = ("language", "default_service_s")
 
 
 def runtime() -> Runtime:

@@ -28,4 +28,4 @@ def test_serve_lists_only_pages_that_exist(app):
 
     # the listed URLs must all answer
     assert available_pages(app) == [("Kiosk", "/kiosk"), ("Display", "/display"),
-                                    ("Desk", "/desk")]
+                                    ("Desk", "/desk"), ("Admin", "/admin")]

@@ -17,6 +17,8 @@ from .queues import NAME_DOC, NAME_HELP
 class DeviceCreate(Body):
     kind = text(required=True, enum=devices.KINDS)
     name = text(required=True, doc=NAME_DOC, description=NAME_HELP)
+    display_id = text(description="A display device: the display its screen shows "
+                                  "(its pairing link opens /display/<display_id>)")
 
 
 class KioskOptions(Body):
@@ -64,8 +66,18 @@ def register_device() -> tuple[Response, int]:
     """Register ``{"kind": "kiosk"|"display"|"desk", "name"}``; the answer holds its token."""
     body = read_body(DeviceCreate)
     with runtime().store.write() as tx:
-        device, token = devices.register(tx, body.get("kind"), body.get("name"))
+        device, token = devices.register(tx, body.get("kind"), body.get("name"),
+                                         body.get("display_id"))
     return jsonify({**device, "token": token}), 201
+
+
+@blueprint.post("/devices/<device_id>/renew")
+@require("admin")
+def renew_device(device_id: str) -> Response:
+    """A new credential for a device (the old one stops working); the answer holds it."""
+    with runtime().store.write() as tx:
+        device, token = devices.renew_token(tx, device_id)
+    return jsonify({**device, "token": token})
 
 
 @blueprint.post("/devices/<device_id>/revoke")

@@ -71,7 +71,11 @@ BOOL = {"type": "boolean"}
 TIME = {"type": "string", "format": "date-time", "description": "UTC, ISO 8601"}
 ID = {"type": "string", "description": "A ULID"}
 DEVICE_OPTIONS = {"type": "object", "description": "A kiosk's options with their defaults "
-                  "filled in (see KioskOptions); other devices: {}"}
+                  "filled in (see KioskOptions); a display device: its display_id, if any; "
+                  "other devices: {}"}
+PAIRED_AT = {"type": ["string", "null"], "format": "date-time",
+             "description": "When the device last opened its pairing link (null: not since "
+                            "its credential was made)"}
 
 
 # -- schemas ------------------------------------------------------------------------
@@ -273,14 +277,14 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "printer": nullable({"type": "string", "description": "A kiosk's own receipt "
                                  "printer URI (null: the server's default)"}),
             "created_at": TIME, "revoked_at": nullable(TIME), "active": BOOL,
-            "options": DEVICE_OPTIONS,
+            "options": DEVICE_OPTIONS, "paired_at": PAIRED_AT,
         }, ["id", "kind", "name", "created_at", "revoked_at", "active", "options"],
             description="A registered kiosk, display or desk PC"),
         "RegisteredDevice": obj({
             "id": ID, "kind": {"type": "string", "enum": list(DEVICE_KINDS)}, "name": STR,
             "printer": nullable(STR),
             "created_at": TIME, "revoked_at": nullable(TIME), "active": BOOL,
-            "options": DEVICE_OPTIONS,
+            "options": DEVICE_OPTIONS, "paired_at": PAIRED_AT,
             "token": {"type": "string", "description": "The device credential, shown only "
                       "now: send it as the X-Jonot-Device header or jonot_device cookie"},
         }, ["id", "kind", "name", "created_at", "revoked_at", "active", "options", "token"]),
@@ -502,6 +506,13 @@ def _paths() -> dict[str, dict[str, Any]]:
         "parameters": [_path_param("device_id", "Device id")],
         "post": _op("revokeDevice", "Stop a device's credential working", "devices", "admin",
                     {**_ok("Device", "The device, revoked"), **_resp("NotFound")}),
+    }
+    p[f"{v}/devices/{{device_id}}/renew"] = {
+        "parameters": [_path_param("device_id", "Device id")],
+        "post": _op("renewDevice", "A new credential (and pairing link) for a device; the "
+                    "old one stops working", "devices", "admin",
+                    {**_ok("RegisteredDevice", "The device and its new token"),
+                     **_resp("NotFound", "ValidationError")}),
     }
     p[f"{v}/devices/{{device_id}}"] = {
         "parameters": [_path_param("device_id", "Device id")],

@@ -15,12 +15,13 @@ from typing import Any
 from ..db import Tx
 from ..ids import new_token, new_ulid
 from ..timeutil import utcnow_iso
+from . import office
 from .errors import NotFound, ValidationError
 from .text import clean_name
 
 KINDS = ("kiosk", "display", "desk")
 MAX_NAME = 80
-COLUMNS = "id, kind, name, printer, created_at, revoked_at, options"
+COLUMNS = "id, kind, name, printer, created_at, revoked_at, options, paired_at"
 
 # A kiosk's options and their defaults (``queue_ids`` None: every queue, in kiosk order).
 KIOSK_DEFAULTS: dict[str, Any] = {
@@ -28,24 +29,56 @@ KIOSK_DEFAULTS: dict[str, Any] = {
     "priority_button": False,
     "language": None,
     "printing": True,
-    "return_s": 12,
+    "return_s": office.KIOSK_RETURN_S_DEFAULT,  # the office's kiosk_return_s when saved
 }
-RETURN_S_RANGE = (3, 120)
+RETURN_S_RANGE = office.KIOSK_RETURN_S_RANGE
 
 
-def register(tx: Tx, kind: Any, name: Any) -> tuple[dict[str, Any], str]:
+def register(tx: Tx, kind: Any, name: Any,
+             display_id: Any = None) -> tuple[dict[str, Any], str]:
     """Register a device; returns its public record and its token (shown only now).
 
-    Raises ``ValidationError`` for an unknown kind or an empty/over-long name.
+    A display device may name the display (``display_id``) its screen shows.
+    Raises ``ValidationError`` for an unknown kind, an empty/over-long name, or a
+    ``display_id`` that is no display's (or given for another kind).
     """
     if kind not in KINDS:
         raise ValidationError.field("kind", f"must be one of {', '.join(KINDS)}")
     name = clean_name("name", name, MAX_NAME)
+    options = None
+    if display_id is not None:
+        if kind != "display":
+            raise ValidationError.field("display_id", "only a display device shows a display")
+        if not isinstance(display_id, str) or tx.one(
+                "SELECT 1 FROM displays WHERE id = ?", (display_id,)) is None:
+            raise ValidationError.field("display_id", f"no display with id {display_id}")
+        options = json.dumps({"display_id": display_id})
     device_id, token = new_ulid(), new_token()
     tx.execute(
-        "INSERT INTO devices (id, kind, name, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-        (device_id, kind, name, token_hash(token), utcnow_iso()))
+        "INSERT INTO devices (id, kind, name, token_hash, created_at, options) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (device_id, kind, name, token_hash(token), utcnow_iso(), options))
     return get(tx, device_id), token
+
+
+def renew_token(tx: Tx, device_id: str) -> tuple[dict[str, Any], str]:
+    """A new credential (and so a new pairing link) for a live device; the old one stops
+    working and the device counts as not paired until the new link is opened.
+
+    Raises ``NotFound``, or ``ValidationError`` for a revoked device.
+    """
+    device = get(tx, device_id)
+    if not device["active"]:
+        raise ValidationError.field("device", "is revoked; register a new device instead")
+    token = new_token()
+    tx.execute("UPDATE devices SET token_hash = ?, paired_at = NULL WHERE id = ?",
+               (token_hash(token), device_id))
+    return get(tx, device_id), token
+
+
+def mark_paired(tx: Tx, device_id: str) -> None:
+    """Record that the device opened its pairing link now."""
+    tx.execute("UPDATE devices SET paired_at = ? WHERE id = ?", (utcnow_iso(), device_id))
 
 
 def get(tx: Tx, device_id: str) -> dict[str, Any]:
@@ -54,14 +87,15 @@ def get(tx: Tx, device_id: str) -> dict[str, Any]:
                  (device_id,))
     if row is None:
         raise NotFound(f"No device with id {device_id}.")
-    return _public(row)
+    return _public(row, kiosk_defaults(tx))
 
 
 def list_devices(tx: Tx) -> list[dict[str, Any]]:
     """Every device, newest first, revoked ones included (``active`` says which)."""
     rows = tx.all(f"SELECT {COLUMNS} FROM devices "
                   "ORDER BY created_at DESC, id DESC")
-    return [_public(r) for r in rows]
+    defaults = kiosk_defaults(tx)
+    return [_public(r, defaults) for r in rows]
 
 
 def revoke(tx: Tx, device_id: str) -> dict[str, Any]:
@@ -76,7 +110,7 @@ def for_token(tx: Tx, token: str) -> dict[str, Any] | None:
     """The live (not revoked) device this token belongs to, or ``None``."""
     row = tx.one(f"SELECT {COLUMNS} FROM devices "
                  "WHERE token_hash = ? AND revoked_at IS NULL", (token_hash(token),))
-    return _public(row) if row else None
+    return _public(row, kiosk_defaults(tx)) if row else None
 
 
 def set_printer(tx: Tx, device_id: str, printer: Any) -> dict[str, Any]:
@@ -192,9 +226,14 @@ def _checked_option(tx: Tx, key: str, value: Any) -> Any:
     return ids
 
 
-def _public(row: Any) -> dict[str, Any]:
+def kiosk_defaults(tx: Tx) -> dict[str, Any]:
+    """The options of a kiosk that set none of its own (the office's return time in)."""
+    return {**KIOSK_DEFAULTS, "return_s": office.kiosk_return_s(tx)}
+
+
+def _public(row: Any, kiosk_defaults: dict[str, Any]) -> dict[str, Any]:
     data = dict(row)
     data["active"] = data["revoked_at"] is None
     stored = _decode(data.pop("options", None))
-    data["options"] = {**KIOSK_DEFAULTS, **stored} if data["kind"] == "kiosk" else stored
+    data["options"] = {**kiosk_defaults, **stored} if data["kind"] == "kiosk" else stored
     return data

@@ -165,6 +165,19 @@ def create_display(tx: Tx, *, name: Any, queue_ids: Any = None) -> dict[str, Any
     return get_display(tx, display_id)
 
 
+def update_display(tx: Tx, display_id: str, *, name: Any = None,
+                   queue_ids: Any = None) -> dict[str, Any]:
+    """Rename a display or change the queues it shows (empty list: every queue)."""
+    get_display(tx, display_id)
+    if name is not None:
+        tx.execute("UPDATE displays SET name = ? WHERE id = ?", (_name(name), display_id))
+    if queue_ids is not None:
+        ids = _queue_ids(tx, queue_ids, allow_empty=True)
+        tx.execute("UPDATE displays SET queue_ids = ? WHERE id = ?", (json.dumps(ids), display_id))
+    tx.emit({"kind": "display", "action": "updated", "display_id": display_id})
+    return get_display(tx, display_id)
+
+
 def get_display(tx: Tx, display_id: str) -> dict[str, Any]:
     """The display's record. Raises ``NotFound``."""
     row = tx.one("SELECT * FROM displays WHERE id = ?", (display_id,))

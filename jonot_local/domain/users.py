@@ -107,6 +107,51 @@ def set_password(tx: Tx, username: Any, password: PasswordHash | Any) -> None:
     tx.execute("DELETE FROM api_tokens WHERE user_id = ?", (row["id"],))
 
 
+def set_password_of(tx: Tx, user_id: str, password: PasswordHash | Any) -> dict[str, Any]:
+    """``set_password`` for the account with this id (its sessions end). Raises ``NotFound``."""
+    user = get_user(tx, user_id)
+    set_password(tx, user["username"], password)
+    return user
+
+
+def set_active(tx: Tx, user_id: str, active: Any) -> dict[str, Any]:
+    """Disable (``False``) or enable an account. Disabling ends its sessions at once.
+
+    Raises ``NotFound``, ``ValidationError`` for a non-boolean, or ``Conflict``
+    when it would leave the office without an active admin.
+    """
+    if not isinstance(active, bool):
+        raise ValidationError.field("active", "must be true or false")
+    user = get_user(tx, user_id)
+    if not active and user["role"] == "admin":
+        _keep_an_admin(tx, user_id)
+    tx.execute("UPDATE users SET active = ? WHERE id = ?", (1 if active else 0, user_id))
+    if not active:
+        tx.execute("DELETE FROM api_tokens WHERE user_id = ?", (user_id,))
+    return get_user(tx, user_id)
+
+
+def set_role(tx: Tx, user_id: str, role: Any) -> dict[str, Any]:
+    """Make an account ``staff`` or ``admin``. Raises ``NotFound``, ``ValidationError``, or
+    ``Conflict`` when it would leave the office without an active admin."""
+    if role not in ROLES:
+        raise ValidationError.field("role", "must be staff or admin")
+    user = get_user(tx, user_id)
+    if role != "admin" and user["role"] == "admin" and user["active"]:
+        _keep_an_admin(tx, user_id)
+    tx.execute("UPDATE users SET role = ? WHERE id = ?", (role, user_id))
+    return get_user(tx, user_id)
+
+
+def _keep_an_admin(tx: Tx, leaving_id: str) -> None:
+    """Refuse a change that takes away the last active admin account."""
+    others = tx.one("SELECT COUNT(*) AS n FROM users WHERE role = 'admin' AND active = 1 "
+                    "AND id != ?", (leaving_id,))["n"]
+    if not others:
+        raise Conflict("This is the only active admin account; make another account an "
+                       "admin first.", field="role")
+
+
 PUBLIC_COLUMNS = ("id", "username", "display_name", "role", "active", "created_at")
 _SELECT_PUBLIC = ", ".join(f"u.{c}" for c in PUBLIC_COLUMNS)
 

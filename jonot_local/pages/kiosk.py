@@ -19,10 +19,10 @@ import secrets
 from typing import Any
 
 import segno
-from flask import abort, g, redirect, render_template, request, url_for
+from flask import abort, g, render_template, request, url_for
 from flask_babel import gettext, ngettext
 
-from ..api.clients import DEVICE_COOKIE, client_address, current_device
+from ..api.clients import client_address, current_device
 from ..api.errors import ApiError, describe
 from ..api.join_budget import join_transaction
 from ..api.tickets import holder_view
@@ -35,7 +35,6 @@ from . import blueprint
 from .common import is_htmx
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-PAIR_COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
 
 
 def kiosk_texts() -> dict[str, str]:
@@ -47,9 +46,9 @@ def kiosk_texts() -> dict[str, str]:
 
 def _options(device_id: str | None) -> dict[str, Any]:
     """The kiosk's options (``/kiosk``: the defaults); 404 for no such live kiosk."""
-    if device_id is None:
-        return dict(devices.KIOSK_DEFAULTS)
     with runtime().store.read() as tx:
+        if device_id is None:
+            return devices.kiosk_defaults(tx)
         try:
             device = devices.get(tx, device_id)
         except NotFound:
@@ -127,18 +126,13 @@ def kiosk_pair(device_id: str) -> Any:
 
     The credential (shown once when the kiosk was registered) is kept in the
     HttpOnly ``jonot_device`` cookie and the browser goes on to the kiosk, so
-    the link is opened once on the kiosk itself; a wrong or revoked one is 404.
+    the link is opened once on the kiosk itself; a wrong or revoked one is 404
+    (``pairing.pair``).
     """
-    raw = (request.args.get("token") or "").strip()
-    with runtime().store.read() as tx:
-        device = devices.for_token(tx, raw) if 0 < len(raw) <= 128 else None
-    if device is None or device["kind"] != "kiosk" or device["id"] != device_id:
-        abort(404)
-    resp = redirect(url_for("pages.kiosk", device_id=device_id))
-    resp.set_cookie(DEVICE_COOKIE, raw, max_age=PAIR_COOKIE_MAX_AGE, path="/", httponly=True,
-                    samesite="Lax", secure=request.is_secure)
-    resp.headers["Referrer-Policy"] = "no-referrer"
-    return resp
+    from .pairing import pair, paired_response
+
+    _, token = pair("kiosk", device_id)
+    return paired_response(url_for("pages.kiosk", device_id=device_id), token)
 
 
 @blueprint.post("/kiosk/join", defaults={"device_id": None})
