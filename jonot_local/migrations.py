@@ -302,8 +302,8 @@ def _report_rollup(db: Database) -> None:
 
     ``report_zone`` holds the UTC offsets of the office's time zone, from each
     change (DST) on; the server fills it at start and rebuilds the counts when
-    the zone changed (``jonot_local.domain.report_rollup``). Until then days are
-    UTC days.
+    the zone changed (``jonot_local.domain.report_rollup``), and so also counts
+    the tickets of a database made before this step, once, at its first start.
     """
     for sql in (
         "CREATE TABLE report_zone (from_utc TEXT PRIMARY KEY, offset_min INTEGER NOT NULL)"
@@ -361,18 +361,6 @@ def _report_rollup(db: Database) -> None:
         BEGIN
             {_REPORT_ENDED_0008}
         END""",
-        "INSERT INTO report_joined (day, hour, queue_id, n) SELECT day, hour, origin_queue_id,"
-        " COUNT(*) FROM report_facts GROUP BY day, hour, origin_queue_id",
-        "INSERT INTO report_ended (day, queue_id, desk_id, outcome, n) SELECT day, queue_id,"
-        " desk_id, outcome, COUNT(*) FROM report_facts WHERE outcome IS NOT NULL"
-        " GROUP BY day, queue_id, desk_id, outcome",
-        "INSERT INTO report_times (day, kind, queue_id, desk_id, bucket, n) SELECT day, 'wait',"
-        " queue_id, desk_id, wait_bucket, COUNT(*) FROM report_facts WHERE outcome IS NOT NULL"
-        " AND wait_bucket IS NOT NULL GROUP BY day, queue_id, desk_id, wait_bucket",
-        "INSERT INTO report_times (day, kind, queue_id, desk_id, bucket, n) SELECT day,"
-        " 'service', queue_id, desk_id, service_bucket, COUNT(*) FROM report_facts"
-        " WHERE outcome IS NOT NULL AND service_bucket IS NOT NULL"
-        " GROUP BY day, queue_id, desk_id, service_bucket",
     ):
         db.execute(sql)
 

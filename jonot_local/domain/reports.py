@@ -251,15 +251,16 @@ def per_queue(tx: Tx, rng: DateRange) -> tuple[list[GroupRow], GroupRow]:
                     "GROUP BY queue_id", (first, last)):
         row(r["queue_id"]).tickets = r["n"]
     _outcomes(tx, rng, "queue_id", row)
-    _times(tx, rng, "queue_id", row)
+    histograms = _times(tx, rng, "queue_id", row)
     total = GroupRow("", "")
     total.tickets = sum(r.tickets for r in rows.values())
     for name in OUTCOMES:
         setattr(total, name, sum(getattr(r, name) for r in rows.values()))
-    for kind in ("wait", "service"):
+    for kind, groups in histograms.items():
         merged: dict[int, int] = defaultdict(int)
-        for r in _histograms(tx, rng, None, kind):
-            merged[r["bucket"]] += r["n"]
+        for histogram in groups.values():
+            for bucket, n in histogram.items():
+                merged[bucket] += n
         setattr(total, kind, Times.of(merged))
     order = {queue_id: i for i, queue_id in enumerate(names)}
     return sorted(rows.values(), key=lambda g: (order.get(g.id, len(order)), g.name)), total
@@ -301,7 +302,11 @@ def _outcomes(tx: Tx, rng: DateRange, column: str, row: Any, skip_empty: bool = 
         setattr(row(r["g"]), r["outcome"], r["n"])
 
 
-def _times(tx: Tx, rng: DateRange, column: str, row: Any, skip_empty: bool = False) -> None:
+def _times(tx: Tx, rng: DateRange, column: str, row: Any,
+           skip_empty: bool = False) -> dict[str, dict[str, dict[int, int]]]:
+    """Set each group's wait and service times; returns the histograms (kind → group →
+    bucket → count)."""
+    out: dict[str, dict[str, dict[int, int]]] = {}
     for kind in ("wait", "service"):
         found: dict[str, dict[int, int]] = defaultdict(dict)
         for r in _histograms(tx, rng, column, kind):
@@ -310,13 +315,13 @@ def _times(tx: Tx, rng: DateRange, column: str, row: Any, skip_empty: bool = Fal
             found[r["g"]][r["bucket"]] = r["n"]
         for group, histogram in found.items():
             setattr(row(group), kind, Times.of(histogram))
+        out[kind] = found
+    return out
 
 
-def _histograms(tx: Tx, rng: DateRange, column: str | None, kind: str) -> Iterable[Any]:
-    """Rows (g, bucket, n) of the ``kind`` histogram per ``column`` (``None``: all in one)."""
-    group = column or "''"
-    assert column is None or column in _GROUP_COLUMNS
-    by = f"{column}, bucket" if column else "bucket"
-    return tx.all(f"SELECT {group} AS g, bucket, SUM(n) AS n FROM report_times "  # noqa: S608
-                  f"WHERE day BETWEEN ? AND ? AND kind = ? GROUP BY {by}",
+def _histograms(tx: Tx, rng: DateRange, column: str, kind: str) -> Iterable[Any]:
+    """Rows (g, bucket, n) of the ``kind`` histogram per ``column``."""
+    assert column in _GROUP_COLUMNS
+    return tx.all(f"SELECT {column} AS g, bucket, SUM(n) AS n FROM report_times "  # noqa: S608
+                  f"WHERE day BETWEEN ? AND ? AND kind = ? GROUP BY {column}, bucket",
                   (*rng.keys(), kind))

@@ -27,7 +27,7 @@ display_assets = Blueprint("display_assets", __name__,
                            static_folder=str(displays_dir() / "static"),
                            static_url_path="/assets/display")
 
-from . import desk, display, kiosk, session, ticket  # noqa: E402,F401  (routes register on import)
+from . import desk, display, kiosk, reports, session, ticket  # noqa: E402,F401  (routes register on import)
 from .assets import init_assets  # noqa: E402
 from .session import init_session  # noqa: E402
 
