@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
+from babel import Locale
 from babel.dates import format_date, format_skeleton
 from babel.numbers import format_decimal, format_percent
 from flask import abort, render_template, request
@@ -46,8 +47,14 @@ def fmt_int(value: float) -> str:
     return format_decimal(value, locale=_locale())
 
 
-def fmt_pct(value: float | None) -> str:
-    return "–" if value is None else format_percent(value, "#,##0.0%", locale=_locale())
+def fmt_pct(value: float | None, decimals: bool = True) -> str:
+    """A share as a percentage in the locale's own form (``12.5%``, ``12,5 %``)."""
+    if value is None:
+        return "–"
+    pattern = Locale.parse(_locale()).percent_formats[None].pattern
+    if decimals:
+        pattern = pattern.replace("#,##0", "#,##0.0", 1)
+    return format_percent(value, pattern, locale=_locale())
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -86,12 +93,15 @@ def office_today() -> date:
 
 def _range_problem(exc: reports.RangeError) -> str:
     """What to change, in the visitor's language."""
-    which = gettext("start date") if exc.field_name == "start" else gettext("end date")
+    start = exc.field_name == "start"
     if exc.reason == "not_a_date":
-        return gettext("The %(which)s is not a date. Choose a day in the calendar, or type "
-                       "it as 2026-11-30.", which=which)
+        return (gettext("The start date is not a date. Choose a day in the calendar, or type "
+                        "it as 2026-11-30.") if start else
+                gettext("The end date is not a date. Choose a day in the calendar, or type "
+                        "it as 2026-11-30."))
     if exc.reason == "years":
-        return gettext("The %(which)s must be between the years 2000 and 2099.", which=which)
+        return (gettext("The start date must be between the years 2000 and 2099.") if start
+                else gettext("The end date must be between the years 2000 and 2099."))
     if exc.reason == "end_before_start":
         return gettext("The end date is before the start date. Choose an end date on or "
                        "after the start date.")
@@ -190,7 +200,7 @@ def _charts(figures: reports.Report) -> dict[str, Any]:
     no_show_rows = [(g.name, g.no_show_rate, fmt_pct(g.no_show_rate))
                     for g in figures.queues if g.no_show_rate is not None]
     no_show = charts.bar_chart(
-        no_show_rows, lambda v: fmt_pct(v).replace(",0", "").replace(".0", ""),
+        no_show_rows, lambda v: fmt_pct(v, decimals=abs(v * 100 - round(v * 100)) > 1e-9),
         top_value=max([0.1, *(v or 0 for _, v, _ in no_show_rows)]))
     return {
         "per_day": per_day, "per_hour": per_hour,
