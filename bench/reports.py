@@ -34,8 +34,10 @@ RANGES = (("1 day", 1), ("7 days", 7), ("30 days", 30), ("366 days", 366))
 REPEATS = 5
 
 
-def run(quick: bool = False, verbose: bool = False, n: int | None = None) -> dict[str, Any]:
-    """Fill, time every report for each range; print and return the figures (ms)."""
+def run(quick: bool = False, verbose: bool = False, n: int | None = None,
+        lives: int | None = None) -> dict[str, Any]:
+    """Fill, time every report for each range; print and return the figures (ms).
+    ``lives``: tickets per run of the trigger-cost measure."""
     n = n or (20_000 if quick else 1_000_000)
     results: dict[str, Any] = {"tickets": n, "zone": ZONE}
     with temp_dir("reports") as tmp:
@@ -68,7 +70,7 @@ def run(quick: bool = False, verbose: bool = False, n: int | None = None) -> dic
         finally:
             store.close()
         results["pages"] = _time_pages(data_dir, today)
-    results["triggers"] = _trigger_cost(quick)
+    results["triggers"] = _trigger_cost(lives or (100 if quick else 1500))
     _print(results)
     return results
 
@@ -138,12 +140,11 @@ def _time_pages(data_dir: Path, today: date) -> dict[str, Any]:
     return out
 
 
-def _trigger_cost(quick: bool) -> dict[str, float]:
+def _trigger_cost(count: int) -> dict[str, float]:
     """Microseconds of one ticket's life (join, call, complete, committed each) with the
     report triggers and with them dropped, on a small database: wall time (mostly the
     three fsyncs) and this process's CPU time (what the triggers add). Each is run twice,
     alternating, and the lower figure kept (a shared machine is noisy)."""
-    count = 300 if quick else 1500
     out: dict[str, float] = {}
     for label in ("without", "with report triggers") * 2:
         wall, cpu = _one_life(count, triggers=label != "without")
