@@ -1,4 +1,5 @@
-"""``python -m bench [joins|call-next|durability|viewers|signin|one-client|all] [--quick] [-v]``.
+"""``python -m bench [PART|all] [--quick] [-v]``; parts: joins, call-next, durability, viewers,
+signin, one-client, reports.
 
 Runs the chosen benchmarks (all by default) and prints their figures, then a
 summary. ``--quick`` uses small sizes (the CI smoke run, well under 30 s
@@ -20,15 +21,15 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import call_next, durability, joins, one_client, signin
+from . import call_next, durability, joins, one_client, reports, signin
 from .common import cpu_busy_share, fsync_commits_per_s, print_table, temp_dir, wrk_path
 
-PARTS = ("durability", "joins", "call-next", "viewers", "signin", "one-client")
+PARTS = ("durability", "joins", "call-next", "viewers", "signin", "one-client", "reports")
 QUIET_FSYNC_PER_S = 3000  # WAL + FULL commits/s this kind of machine does when idle
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[2])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[3])
     parser.add_argument("part", nargs="?", default="all", choices=(*PARTS, "all"))
     parser.add_argument("--quick", action="store_true", help="small sizes (CI smoke run)")
     parser.add_argument("--verbose", "-v", action="store_true",
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         "viewers": lambda: _viewers(args.quick, args.verbose),
         "signin": lambda: signin.run(quick=args.quick, verbose=args.verbose),
         "one-client": lambda: one_client.run(quick=args.quick, verbose=args.verbose),
+        "reports": lambda: reports.run(quick=args.quick, verbose=args.verbose),
     }
     results: dict[str, Any] = {"machine": machine, "quick": args.quick}
     failed = []
@@ -153,6 +155,13 @@ def _summary(results: dict[str, Any], parts: tuple[str, ...]) -> None:
                      f"{o['p50_ms']} / {o['p99_ms']}", "p99 <= 50", _ok(o["meets_target"])])
         rows.append(["  idle connections / streams one address got",
                      f"{o['idle_held']} / {o['streams_held']}", "", ""])
+    r = results.get("reports") or {}
+    for label, figures in (r.get("ranges") or {}).items():
+        rows.append([f"reports, all figures, {label} of {r['tickets']:,} (ms)",
+                     figures["all (one snapshot)"][1], "< 1000", _ok(
+                         figures["all (one snapshot)"][1] < 1000)])
+    for label, value in (r.get("pages") or {}).items():
+        rows.append([f"  {label} (ms)", value[1], "", ""])
     if rows:
         print_table("Summary", ["figure", "value", "target", ""], rows)
 

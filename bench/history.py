@@ -14,18 +14,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jonot_local.db import DB_FILENAME
+from jonot_local.db import DB_FILENAME, Tx
+from jonot_local.domain import report_rollup
 
 SPACING_S = 30  # one ticket every 30 s: a million is about a year of a busy office
 
 _FILL_TIMES = """
-WITH RECURSIVE seq(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM seq WHERE k + 1 < :n + 20)
+WITH RECURSIVE seq(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM seq WHERE k + 1 < :n + :extra)
 INSERT INTO bench_times (k, iso)
 SELECT k, strftime('%Y-%m-%dT%H:%M:%S.000000Z', :start + k * :spacing, 'unixepoch') FROM seq
 """
 
 # Timestamps come from bench_times (ticket k joins at k * 30 s): called 300 s
 # (10 tickets) after it joined, served for 240 s; a cancel came 120 s after joining.
+# With ``spread`` the call comes :c0 + (i * 7919 % :cspread) steps of 30 s after the
+# join and the service takes :s0 + (i * 104729 % :sspread) steps (the reports' bench).
 _FILL_TICKETS = """
 WITH RECURSIVE
   seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < :n),
@@ -52,8 +55,9 @@ SELECT printf('0H%024d', i), queue_id, queue_id, number, prefix || printf('%03d'
        CASE WHEN state = 'CANCELED' THEN 2 ELSE 3 END
 FROM rows
   CROSS JOIN bench_times created ON created.k = i
-  CROSS JOIN bench_times called ON called.k = i + 10
-  CROSS JOIN bench_times ended ON ended.k = i + CASE WHEN state = 'CANCELED' THEN 4 ELSE 18 END
+  CROSS JOIN bench_times called ON called.k = i + :c0 + (i * 7919) % :cspread
+  CROSS JOIN bench_times ended ON ended.k = i + CASE WHEN state = 'CANCELED' THEN 4
+      ELSE :c0 + (i * 7919) % :cspread + :s0 + (i * 104729) % :sspread END
 """
 
 _FILL_INTERACTIONS = """
@@ -64,14 +68,19 @@ FROM tickets WHERE called_at IS NOT NULL ORDER BY rowid
 
 
 def fill_history(data_dir: Path, queue_ids: list[str], desk_id: str, user_id: str,
-                 n: int) -> dict[str, Any]:
+                 n: int, spread: bool = False) -> dict[str, Any]:
     """Add ``n`` finished tickets, oldest first, to a migrated database with no tickets yet.
+
+    ``spread``: waits from 30 s to 90 min and services from 2 to 22 min, varying
+    from ticket to ticket (default: every wait 5 min, every service 4 min).
+    The report counts are rebuilt in bulk afterwards, as the triggers would keep them.
 
     Queue counters and the order-key sequence are advanced past the history,
     so tickets joined afterwards continue the numbering. Returns counts, seconds, size.
     """
     t0 = time.perf_counter()
     conn = sqlite3.connect(data_dir / DB_FILENAME, isolation_level=None)
+    conn.row_factory = sqlite3.Row
     try:
         # No journal while filling (restored to WAL below), a cache as big as the file.
         conn.execute("PRAGMA journal_mode = DELETE")
@@ -88,8 +97,12 @@ def fill_history(data_dir: Path, queue_ids: list[str], desk_id: str, user_id: st
             "INSERT INTO bench_queues (k, id, prefix) "
             "SELECT ?, id, prefix FROM queues WHERE id = ?", list(enumerate(queue_ids)))
         conn.execute("CREATE TEMP TABLE bench_times (k INTEGER PRIMARY KEY, iso TEXT)")
-        start = int(time.time()) - (n + 100) * SPACING_S
-        conn.execute(_FILL_TIMES, {"n": n, "start": start, "spacing": SPACING_S})
+        steps = ({"c0": 1, "cspread": 180, "s0": 4, "sspread": 41} if spread else
+                 {"c0": 10, "cspread": 1, "s0": 8, "sspread": 1})
+        extra = steps["c0"] + steps["cspread"] + steps["s0"] + steps["sspread"] + 2
+        start = int(time.time()) - (n + extra + 100) * SPACING_S
+        conn.execute(_FILL_TIMES, {"n": n, "start": start, "spacing": SPACING_S,
+                                   "extra": extra})
         # Secondary indexes are rebuilt afterwards from their own SQL (faster than
         # growing them row by row); the schema ends up exactly as migrated.
         indexes = conn.execute(
@@ -97,11 +110,20 @@ def fill_history(data_dir: Path, queue_ids: list[str], desk_id: str, user_id: st
             "AND tbl_name IN ('tickets', 'interactions')").fetchall()
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
+        # The report triggers likewise: one bulk recount instead of a million upserts.
+        triggers = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+            "AND name LIKE 'tr_report_%'").fetchall()
+        for name, _ in triggers:
+            conn.execute(f'DROP TRIGGER "{name}"')
         conn.execute(_FILL_TICKETS, {"n": n, "nq": len(queue_ids), "desk": desk_id,
-                                     "user": user_id})
+                                     "user": user_id, **steps})
         conn.execute(_FILL_INTERACTIONS)
         for _, sql in indexes:
             conn.execute(sql)
+        for _, sql in triggers:
+            conn.execute(sql)
+        report_rollup.rebuild(Tx(conn))
         conn.execute("UPDATE queues SET avg_service_s = 240, last_number = "
                      "(SELECT MAX(number) FROM tickets WHERE origin_queue_id = queues.id) "
                      "WHERE id IN (SELECT id FROM bench_queues)")

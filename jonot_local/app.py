@@ -19,6 +19,7 @@ from .api import errors as api_errors
 from .api.ratelimit import HashLookupLimits
 from .db import open_store
 from .domain.location import rename_location
+from .domain.report_rollup import install_zone
 from .events import EventHub
 from .paths import web_dir, write_private_text
 from .printing import PrintService
@@ -39,6 +40,8 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
         sync_outbox.install(store)  # before any change of this process, so none is missed
     else:
         sync_outbox.stop_recording(store)
+    with store.write() as tx:  # the reports' days are the office's days
+        install_zone(tx, settings.time_zone)
     if settings.location_name.strip():
         with store.write() as tx:
             rename_location(tx, settings.location_name.strip())

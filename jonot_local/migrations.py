@@ -338,6 +338,97 @@ def _waiting_counts(db: Database) -> None:
         END;
     """)
 
+@MIGRATIONS(name="0008_report_rollup")
+def _report_rollup(db: Database) -> None:
+    """Counts for the reports, kept by triggers in the transaction of each ticket change.
+
+    A report over a year must not read a year of tickets: these tables hold, per
+    day of the office's calendar, the tickets issued per hour and queue, the
+    tickets ended per queue, desk and outcome, and histograms of wait and service
+    seconds (buckets of 10 s under 10 min, 30 s under an hour, 2 min under 4 h,
+    10 min under a day, then one "a day or more" bucket, each named by its lower
+    bound). Every figure is keyed by the day the ticket was issued.
+
+    ``report_zone`` holds the UTC offsets of the office's time zone, from each
+    change (DST) on; the server fills it at start and rebuilds the counts when
+    the zone changed (``jonot_local.domain.report_rollup``), and so also counts
+    the tickets of a database made before this step, once, at its first start.
+    """
+    for sql in (
+        "CREATE TABLE report_zone (from_utc TEXT PRIMARY KEY, offset_min INTEGER NOT NULL)"
+        " WITHOUT ROWID",
+        # One row per ticket: its local day and hour, outcome and time buckets.
+        """CREATE VIEW report_facts AS
+        SELECT id, origin_queue_id, queue_id, desk_id, state,
+               substr(local, 1, 10) AS day, CAST(substr(local, 12, 2) AS INTEGER) AS hour,
+               CASE state WHEN 'COMPLETED' THEN 'completed' WHEN 'SKIPPED' THEN 'no_show'
+                          WHEN 'CANCELED' THEN 'canceled' END AS outcome,
+               CASE WHEN wait_s IS NULL THEN NULL
+                    WHEN wait_s < 600 THEN CAST(wait_s / 10 AS INTEGER) * 10
+                    WHEN wait_s < 3600 THEN CAST(wait_s / 30 AS INTEGER) * 30
+                    WHEN wait_s < 14400 THEN CAST(wait_s / 120 AS INTEGER) * 120
+                    WHEN wait_s < 86400 THEN CAST(wait_s / 600 AS INTEGER) * 600
+                    ELSE 86400 END AS wait_bucket,
+               CASE WHEN service_s IS NULL THEN NULL
+                    WHEN service_s < 600 THEN CAST(service_s / 10 AS INTEGER) * 10
+                    WHEN service_s < 3600 THEN CAST(service_s / 30 AS INTEGER) * 30
+                    WHEN service_s < 14400 THEN CAST(service_s / 120 AS INTEGER) * 120
+                    WHEN service_s < 86400 THEN CAST(service_s / 600 AS INTEGER) * 600
+                    ELSE 86400 END AS service_bucket
+        FROM (SELECT id, origin_queue_id, queue_id, COALESCE(desk_id, '') AS desk_id, state,
+                     datetime(created_at, COALESCE((SELECT offset_min FROM report_zone
+                         WHERE from_utc <= created_at ORDER BY from_utc DESC LIMIT 1), 0)
+                         || ' minutes') AS local,
+                     CASE WHEN called_at IS NOT NULL
+                               AND state IN ('COMPLETED', 'SKIPPED', 'CANCELED')
+                          THEN MAX(0, (julianday(called_at) - julianday(created_at)) * 86400.0)
+                     END AS wait_s,
+                     CASE WHEN state = 'COMPLETED' AND called_at IS NOT NULL
+                          THEN MAX(0, (julianday(completed_at) - julianday(called_at)) * 86400.0)
+                     END AS service_s
+              FROM tickets)""",
+        "CREATE TABLE report_joined (day TEXT NOT NULL, hour INTEGER NOT NULL,"
+        " queue_id TEXT NOT NULL, n INTEGER NOT NULL,"
+        " PRIMARY KEY (day, hour, queue_id)) WITHOUT ROWID",
+        "CREATE TABLE report_ended (day TEXT NOT NULL, queue_id TEXT NOT NULL,"
+        " desk_id TEXT NOT NULL, outcome TEXT NOT NULL, n INTEGER NOT NULL,"
+        " PRIMARY KEY (day, queue_id, desk_id, outcome)) WITHOUT ROWID",
+        "CREATE TABLE report_times (day TEXT NOT NULL, kind TEXT NOT NULL"
+        " CHECK (kind IN ('wait', 'service')), queue_id TEXT NOT NULL, desk_id TEXT NOT NULL,"
+        " bucket INTEGER NOT NULL, n INTEGER NOT NULL,"
+        " PRIMARY KEY (day, kind, queue_id, desk_id, bucket)) WITHOUT ROWID",
+        f"""CREATE TRIGGER tr_report_joined AFTER INSERT ON tickets
+        BEGIN
+            INSERT INTO report_joined (day, hour, queue_id, n)
+                SELECT day, hour, origin_queue_id, 1 FROM report_facts WHERE id = NEW.id
+                ON CONFLICT (day, hour, queue_id) DO UPDATE SET n = n + 1;
+            {_REPORT_ENDED_0008}
+        END""",
+        f"""CREATE TRIGGER tr_report_ended AFTER UPDATE OF state ON tickets
+            WHEN NEW.state IN ('COMPLETED', 'SKIPPED', 'CANCELED')
+                 AND OLD.state NOT IN ('COMPLETED', 'SKIPPED', 'CANCELED')
+        BEGIN
+            {_REPORT_ENDED_0008}
+        END""",
+    ):
+        db.execute(sql)
+
+
+# What an ended ticket adds to the counts (the body of both report triggers).
+_REPORT_ENDED_0008 = """
+            INSERT INTO report_ended (day, queue_id, desk_id, outcome, n)
+                SELECT day, queue_id, desk_id, outcome, 1 FROM report_facts
+                WHERE id = NEW.id AND outcome IS NOT NULL
+                ON CONFLICT (day, queue_id, desk_id, outcome) DO UPDATE SET n = n + 1;
+            INSERT INTO report_times (day, kind, queue_id, desk_id, bucket, n)
+                SELECT day, 'wait', queue_id, desk_id, wait_bucket, 1 FROM report_facts
+                WHERE id = NEW.id AND outcome IS NOT NULL AND wait_bucket IS NOT NULL
+                ON CONFLICT (day, kind, queue_id, desk_id, bucket) DO UPDATE SET n = n + 1;
+            INSERT INTO report_times (day, kind, queue_id, desk_id, bucket, n)
+                SELECT day, 'service', queue_id, desk_id, service_bucket, 1 FROM report_facts
+                WHERE id = NEW.id AND outcome IS NOT NULL AND service_bucket IS NOT NULL
+                ON CONFLICT (day, kind, queue_id, desk_id, bucket) DO UPDATE SET n = n + 1;"""
+
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every pending migration; returns the names applied.

@@ -183,6 +183,9 @@ class Settings:
     language: str = field(default="en", metadata=_meta(
         "Language of the pages when neither the address (?lang=) nor the browser asks for one "
         "the server has (en, fi)."))
+    time_zone: str = field(default="", metadata=_meta(
+        "The office's time zone (IANA name, e.g. Europe/Helsinki): the days and hours of the "
+        "reports.", shown="none: the server machine's"))
     display_language: str = field(default="", metadata=_meta(
         "Language of the TV displays and their spoken announcements (en, fi); empty: the "
         "display browser's own language.", shown="none: the browser's"))
@@ -277,6 +280,12 @@ class Settings:
             check_hash_method(self.password_hash_method)
         except ValueError as exc:
             raise ValueError(f"JONOT_PASSWORD_HASH_METHOD: {exc}") from None
+        from .domain.report_rollup import zone_for
+
+        try:
+            zone_for(self.time_zone)
+        except ValueError as exc:
+            raise ValueError(f"JONOT_TIME_ZONE: {exc}") from None
         if self.cloud_url and not self.cloud_url.startswith(("http://", "https://")):
             raise ValueError(f"JONOT_CLOUD_URL: {self.cloud_url!r} must start with "
                              "http:// or https://")

@@ -24,7 +24,7 @@ HISTORY = 2_000     # call-next history size of the smoke run
 SMOKE = f"""
 import functools, sys
 import bench.__main__ as cli
-from bench import call_next, durability, joins, one_client, signin, viewers
+from bench import call_next, durability, joins, one_client, reports, signin, viewers
 durability.run = functools.partial(durability.run, joins=60)
 joins.run = functools.partial(joins.run, queues=2, duration=0.4)
 call_next.run = functools.partial(call_next.run, sizes=({HISTORY},), iterations=10)
@@ -32,6 +32,7 @@ viewers.run = functools.partial(viewers.run, viewers=8, rounds=1)
 signin.run = functools.partial(signin.run, flood_s=0.5, alone_s=0.5,
                                configs=("default budgets",))
 one_client.run = functools.partial(one_client.run, idle=12, streams=8)
+reports.run = functools.partial(reports.run, n=3000, lives=10)
 cli.cpu_busy_share = lambda seconds=1.0, _f=cli.cpu_busy_share: _f(0.05)
 cli.fsync_commits_per_s = functools.partial(cli.fsync_commits_per_s, count=20)
 sys.exit(cli.main(sys.argv[1:]))
@@ -52,7 +53,7 @@ def test_quick_bench_prints_figures_and_exits_0(tmp_path: Path) -> None:
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
     assert elapsed < TIME_BOUND_S
     for title in ("Durability cost", "Joins over HTTP", "Call-next latency", "Summary",
-                  "sign-in flood", "one address"):
+                  "sign-in flood", "one address", "Reports at 3,000 tickets"):
         assert title in out, f"{title!r} missing from:\n{out[-3000:]}"
     assert "viewers" in out
     assert "FAILED" not in out
