@@ -98,6 +98,11 @@ class Tx:
         self._cur.execute(self._sql(sql), tuple(params))
         return self._cur.rowcount
 
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run one statement for each row of parameters (pipelined on PostgreSQL)."""
+        if rows:
+            self._cur.executemany(self._sql(sql), rows)
+
     def one(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> dict[str, Any] | None:
         self._cur.execute(self._sql(sql), tuple(params))
         row = self._cur.fetchone()
