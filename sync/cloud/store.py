@@ -98,6 +98,13 @@ class Tx:
         self._cur.execute(self._sql(sql), tuple(params))
         return self._cur.rowcount
 
+    def any_of(self, column: str, values: list[Any]) -> tuple[str, list[Any]]:
+        """``column`` equal to one of ``values``: SQL and its parameters (one array
+        parameter on PostgreSQL, which psycopg parses once for any length)."""
+        if self.dialect == "postgres":
+            return f"{column} = ANY(?)", [list(values)]
+        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """Run one statement for each row of parameters (pipelined on PostgreSQL)."""
         if rows:
