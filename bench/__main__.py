@@ -2,8 +2,11 @@
 signin, one-client, reports.
 
 Runs the chosen benchmarks (all by default) and prints their figures, then a
-summary. ``--quick`` uses small sizes (the CI smoke run, well under 30 s
-without the viewers). Exit status 1 when a part fails to run; figures that
+summary. The sync parts (``sync-lag``, ``sync-catchup``, ``cloud-ingest``,
+``cloud-streams``, or ``sync`` for the four) run only when named: they start an
+office, a cloud and a PostgreSQL cluster and take minutes at full size.
+``--quick`` uses small sizes (the CI smoke run, well under 30 s without the
+viewers). Exit status 1 when a part fails to run; figures that
 miss a target are reported, not failed.
 """
 
@@ -25,12 +28,14 @@ from . import call_next, durability, joins, one_client, reports, signin
 from .common import cpu_busy_share, fsync_commits_per_s, print_table, temp_dir, wrk_path
 
 PARTS = ("durability", "joins", "call-next", "viewers", "signin", "one-client", "reports")
+SYNC_PARTS = ("sync-lag", "sync-catchup", "cloud-ingest", "cloud-streams")
 QUIET_FSYNC_PER_S = 3000  # WAL + FULL commits/s this kind of machine does when idle
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[3])
-    parser.add_argument("part", nargs="?", default="all", choices=(*PARTS, "all"))
+    parser.add_argument("part", nargs="?", default="all",
+                        choices=(*PARTS, "all", *SYNC_PARTS, "sync"))
     parser.add_argument("--quick", action="store_true", help="small sizes (CI smoke run)")
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="also print query plans and raw figures")
@@ -41,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     machine = _machine(args.client)
-    parts = PARTS if args.part == "all" else (args.part,)
+    parts = PARTS if args.part == "all" else SYNC_PARTS if args.part == "sync" \
+        else (args.part,)
     runners: dict[str, Callable[[], dict[str, Any] | None]] = {
         "durability": lambda: durability.run(quick=args.quick, verbose=args.verbose),
         "joins": lambda: joins.run(quick=args.quick, verbose=args.verbose, client=args.client),
@@ -50,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         "signin": lambda: signin.run(quick=args.quick, verbose=args.verbose),
         "one-client": lambda: one_client.run(quick=args.quick, verbose=args.verbose),
         "reports": lambda: reports.run(quick=args.quick, verbose=args.verbose),
+        "sync-lag": lambda: _sync_part("sync_lag", args.quick, args.verbose),
+        "sync-catchup": lambda: _sync_part("sync_catchup", args.quick, args.verbose),
+        "cloud-ingest": lambda: _sync_part("cloud_ingest", args.quick, args.verbose),
+        "cloud-streams": lambda: _sync_part("cloud_streams", args.quick, args.verbose),
     }
     results: dict[str, Any] = {"machine": machine, "quick": args.quick}
     failed = []
@@ -91,6 +101,15 @@ def _machine(client: str) -> dict[str, Any]:
         print("  WARNING: the machine is busy (other processes, or a slow disk): the figures "
               "below will be lower and noisier than on a quiet machine")
     return info
+
+
+def _sync_part(module: str, quick: bool, verbose: bool) -> dict[str, Any]:
+    """A sync part, imported only when it runs (it uses the tests' PostgreSQL helpers)."""
+    import importlib
+
+    sys.path.insert(0, os.getcwd())  # tests.cloud_support, from the repository root
+    part = importlib.import_module(f"bench.{module}")
+    return part.run(quick=quick, verbose=verbose)
 
 
 def _viewers(quick: bool, verbose: bool) -> dict[str, Any] | None:

@@ -31,7 +31,36 @@ from tests.cloud_support import (
 )
 
 
-def run(label: str, data_dir: Path, url: str, entries: int, lookups: int) -> dict[str, Any]:
+def run(quick: bool = False, verbose: bool = False, entries: int | None = None,
+        backends: tuple[str, ...] = ("sqlite", "postgres")) -> dict[str, Any]:
+    """``python -m bench cloud-ingest``: both stores (PostgreSQL with fsync on)."""
+    from .sync_catchup import _postgres
+
+    entries = entries or (1_000 if quick else 20_000)
+    lookups = min(entries, 200 if quick else 2_000)
+    results: dict[str, Any] = {"entries": entries}
+    cluster = None
+    try:
+        for backend in backends:
+            url = ""
+            if backend == "postgres":
+                cluster, url = _postgres(cluster)
+                if not url:
+                    continue
+            from .common import temp_dir
+
+            with temp_dir("ingest") as tmp:
+                row = measure("SQLite" if backend == "sqlite" else "PostgreSQL", tmp, url,
+                              entries, lookups)
+            results[backend] = row
+            print("  " + "  ".join(f"{k}: {v}" for k, v in row.items()))
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    return results
+
+
+def measure(label: str, data_dir: Path, url: str, entries: int, lookups: int) -> dict[str, Any]:
     store = open_cloud_store(data_dir, url)
     office_id, token = add_office(store, "Bench")
     store.close()
@@ -90,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lookups", type=int, default=2_000)
     parser.add_argument("--postgres", action="store_true", help="also on PostgreSQL")
     args = parser.parse_args(argv)
-    rows = [run("SQLite", Path(tempfile.mkdtemp(prefix="cloud-bench-")), "", args.entries,
+    rows = [measure("SQLite", Path(tempfile.mkdtemp(prefix="cloud-bench-")), "", args.entries,
                 min(args.lookups, args.entries))]
     if args.postgres:
         if ensure_postgres_installed() is None:
@@ -99,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster = PostgresCluster()
             try:
                 url = cluster.start()
-                rows.append(run("PostgreSQL", Path(tempfile.mkdtemp(prefix="cloud-bench-")),
+                rows.append(measure("PostgreSQL", Path(tempfile.mkdtemp(prefix="cloud-bench-")),
                                 url, args.entries, min(args.lookups, args.entries)))
             finally:
                 cluster.stop()

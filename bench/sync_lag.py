@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -28,7 +29,33 @@ def _figures(lags: list[float]) -> dict[str, float]:
             "max_ms": round(lags[-1] * 1000, 1)}
 
 
-def run(changes: int = 50, database_url: str = "") -> dict[str, dict[str, float]]:
+def run(quick: bool = False, verbose: bool = False, changes: int | None = None,
+        backends: tuple[str, ...] = ("sqlite", "postgres")) -> dict[str, Any]:
+    """``python -m bench sync-lag``: both cloud stores (PostgreSQL with fsync on)."""
+    from .sync_catchup import _postgres
+
+    changes = changes or (10 if quick else 50)
+    results: dict[str, Any] = {"changes": changes}
+    cluster = None
+    try:
+        for backend in backends:
+            url = ""
+            if backend == "postgres":
+                cluster, url = _postgres(cluster)
+                if not url:
+                    continue
+            results[backend] = measure(changes, url)
+            for kind, f in results[backend].items():
+                print(f"  sync lag, {kind} -> cloud ({backend} cloud, {changes} changes): "
+                      f"p50 {f['p50_ms']} ms, p95 {f['p95_ms']} ms, max {f['max_ms']} ms "
+                      f"(target p95 <= 1000 ms)")
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    return results
+
+
+def measure(changes: int = 50, database_url: str = "") -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory(prefix="jonot-sync-lag-") as tmp:
         pair = Pair(Path(tmp), database_url)
         try:
@@ -62,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=50)
     parser.add_argument("--database-url", default="", help="a PostgreSQL cloud (default SQLite)")
     args = parser.parse_args(argv)
-    figures = run(args.changes, args.database_url)
+    figures = measure(args.changes, args.database_url)
     backend = "PostgreSQL" if args.database_url else "SQLite"
     for kind, f in figures.items():
         print(f"sync lag, {kind} → cloud ({backend} cloud, {args.changes} changes): "

@@ -43,6 +43,9 @@ def make_server(app: Flask, host: str, port: int) -> Any:
     per_address = 0 if settings.trusted_proxies > 0 else settings.connections_per_address
     max_body = app.config.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_BODY
     quiet_logs()
+    if settings.thread_stack_kib:
+        # Threads started from here on (waitress starts its workers below) get this stack.
+        threading.stack_size(max(256, settings.thread_stack_kib) * 1024)
     return create_guarded_server(
         app,
         connections_per_address=per_address,

@@ -62,6 +62,11 @@ class Settings:
     threads: int = field(default=600, metadata=_meta(
         "waitress worker threads; every open live stream holds one.",
         minimum=2, maximum=10_000))
+    thread_stack_kib: int = field(default=0, metadata=_meta(
+        "Stack size of each waitress worker thread in KiB (0: the system's, often 8 MiB; at "
+        "least 256). It bounds the address space thousands of stream threads reserve, not "
+        "their resident memory.",
+        minimum=0, maximum=65_536))
     stream_reserve: int = field(default=24, metadata=_meta(
         "Worker threads kept free for ordinary requests; live streams beyond are refused (503). "
         "Must be less than JONOT_THREADS.", minimum=1, maximum=10_000))

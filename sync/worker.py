@@ -189,6 +189,40 @@ def sync_status(tx: Tx, configured: bool, heartbeat_s: float = 30.0) -> dict[str
             "epoch_id": ident["epoch_id"] if ident else None}
 
 
+# -- reading a batch ---------------------------------------------------------------------------
+
+# Each entry as JSON text around the stored payload (JSON already), put together by
+# SQLite in one aggregate row: no decoding and re-encoding of 500 snapshots, and one
+# step of the statement instead of one per row. Every step of a statement releases
+# and retakes the GIL, and while request threads run, each retake can wait a switch
+# interval (5 ms): 500 steps a batch made a backlog drain at a third of its speed.
+_BATCH_SQL = (
+    "SELECT COUNT(*) AS n, group_concat(seq) AS seqs, group_concat("
+    "'{\"seq\":' || seq || ',\"entity\":' || json_quote(entity) || ',\"entity_id\":' || "
+    "json_quote(entity_id) || ',\"version\":' || version || ',\"payload\":' || payload || "
+    "',\"entry_hash\":\"' || entry_hash || '\"}', char(30)) AS entries FROM ("
+    "SELECT seq, entity, entity_id, version, payload, entry_hash FROM outbox "
+    "WHERE seq > ? ORDER BY seq LIMIT ?)")
+
+
+def _batch_entries(tx: Tx, acked_seq: int) -> list[str]:
+    """The next batch of outbox entries after ``acked_seq``, each as JSON text, in order."""
+    row = tx.one(_BATCH_SQL, (acked_seq, MAX_BATCH))
+    if not row["n"]:
+        return []
+    seqs = [int(s) for s in row["seqs"].split(",")]
+    entries = row["entries"].split("\x1e")  # a record separator never in JSON text
+    if len(entries) == len(seqs) and all(a < b for a, b in zip(seqs, seqs[1:], strict=False)):
+        return entries
+    # SQLite does not promise the aggregate's order (it keeps the subquery's in
+    # practice): row by row, then.
+    rows = tx.all("SELECT seq, entity, entity_id, version, payload, entry_hash "
+                  "FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (acked_seq, MAX_BATCH))
+    return [f'{{"seq":{r["seq"]},"entity":{json.dumps(r["entity"])},'
+            f'"entity_id":{json.dumps(r["entity_id"])},"version":{r["version"]},'
+            f'"payload":{r["payload"]},"entry_hash":"{r["entry_hash"]}"}}' for r in rows]
+
+
 # -- the worker --------------------------------------------------------------------------------
 
 class SyncWorker:
@@ -266,16 +300,8 @@ class SyncWorker:
                         "WHERE id = 1")
             ident = outbox.identity(tx)
             head = tx.one("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
-            rows = tx.all("SELECT seq, entity, entity_id, version, payload, entry_hash "
-                          "FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                          (st["acked_seq"], MAX_BATCH))
+            entries = _batch_entries(tx, st["acked_seq"])
             oldest = tx.one("SELECT MIN(seq) AS s FROM outbox")["s"]
-        # Each entry as JSON text around the stored payload, which is JSON already:
-        # no decoding and re-encoding of 500 snapshots a batch.
-        entries = [
-            f'{{"seq":{r["seq"]},"entity":{json.dumps(r["entity"])},'
-            f'"entity_id":{json.dumps(r["entity_id"])},"version":{r["version"]},'
-            f'"payload":{r["payload"]},"entry_hash":"{r["entry_hash"]}"}}' for r in rows]
         meta = {"acked_seq": st["acked_seq"], "applied": st["last_applied_cmd_seq"],
                 "frozen": bool(st["frozen_at"]), "install_id": ident["install_id"],
                 "epoch_id": ident["epoch_id"], "head_seq": head["seq"] if head else 0,

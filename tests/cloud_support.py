@@ -112,10 +112,12 @@ def ensure_postgres_installed() -> str | None:
 class PostgresCluster:
     """A throw-away PostgreSQL cluster on loopback, in a temp dir, run as a non-root user."""
 
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="jonot-pg-"))
         self.port = free_port()
         self.user = "postgres"
+        self.fsync = fsync  # off for tests (fast); on for benchmarks (what a server does)
+        self.url = ""
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         cmd = list(args)
@@ -142,13 +144,22 @@ class PostgresCluster:
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {done.stderr.strip()}")
         opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c max_connections=200")
+                f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200")
         done = self._run(pg_ctl, "-D", data, "-o", opts, "-l", str(self.dir / "log"), "-w",
                          "-t", "60", "start")
         if done.returncode != 0:
             raise RuntimeError(f"pg_ctl start failed: {done.stderr.strip()} "
                                f"{(self.dir / 'log').read_text(errors='replace')[-2000:]}")
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return self.url
+
+    def create_database(self, name: str) -> str:
+        """A new empty database in this cluster; its URL."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url.rsplit("/", 1)[0] + "/" + name
 
     def stop(self) -> None:
         pg_ctl = _pg_bin("pg_ctl")

@@ -11,6 +11,7 @@ steady-state lag from a local change to the cloud answering it (p50/p95).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import subprocess
@@ -280,3 +281,184 @@ def test_receipt_carries_the_lan_page_and_the_cloud_copy_when_sync_is_on():
     assert b"https://cloud.example/t/abc" not in alone
     assert b"http://192.168.1.5:8080/t/abc" in both and b"https://cloud.example/t/abc" in both
     assert b"From anywhere (mobile data)" in both and b"Wi-Fi" in both
+
+
+# -- one office behind a load balancer, two cloud processes on one PostgreSQL ------------------
+
+class RoundRobin:
+    """A TCP proxy on loopback handing each new connection to the next backend in turn.
+
+    The office's client opens a connection per request, so its pushes and polls
+    alternate between the backends. ``pushes[i]`` counts the pushes backend ``i`` got.
+    """
+
+    def __init__(self, ports: list[int]) -> None:
+        import socket
+        import threading
+
+        self.ports = ports
+        self.pushes = [0] * len(ports)
+        self._turn = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def start(self) -> RoundRobin:
+        self._thread.start()
+        return self
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                index = self._turn % len(self.ports)
+                self._turn += 1
+            try:
+                backend = socket.create_connection(("127.0.0.1", self.ports[index]), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            backend.settimeout(None)
+            threading.Thread(target=self._pipe, args=(client, backend, index),
+                             daemon=True).start()
+            threading.Thread(target=self._pipe, args=(backend, client, None),
+                             daemon=True).start()
+
+    def _pipe(self, src: Any, dst: Any, index: int | None) -> None:
+        first = True
+        try:
+            while data := src.recv(65536):
+                if first and index is not None and data.startswith(b"POST /api/v1/sync/push"):
+                    with self._lock:
+                        self.pushes[index] += 1
+                first = False
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+
+def test_one_office_through_a_load_balancer_to_two_cloud_processes_on_postgres(
+        pg_url, tmp_path):  # noqa: F811 - the fixture imported above
+    """The office pushes through a round-robin proxy to cloud A and B (one PostgreSQL): every
+    entry is applied once whichever took it, and a phone streaming from B sees a change
+    pushed through A."""
+    import sqlite3
+    import threading
+
+    import psycopg
+    from jonot_local.sync.cloud.store import open_cloud_store
+
+    from .test_cloud import read_events
+
+    name = f"lb{time.time_ns() % 10**12}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = pg_url.rsplit("/", 1)[0] + "/" + name
+    clouds = [CloudProcess(tmp_path / f"cloud{i}", url, env=CLOUD_ENV).start()
+              for i in range(2)]
+    creds = add_office(tmp_path / "cloud0", url)
+    proxy = RoundRobin([c.port or int(c.url.rsplit(":", 1)[1]) for c in clouds]).start()
+    data = tmp_path / "office"
+    seed_accounts(data)
+    office = LiveServer(data, env=office_env(proxy.url, creds["token"])).start()
+    store = open_cloud_store(tmp_path, url)
+    try:
+        admin, staff = token(office.url), token(office.url, STAFF)
+        setup = setup_office(office.url, admin, queues=1, desks=1)
+        queue_id, desk_id = setup["queues"][0]["id"], setup["desks"][0]["id"]
+
+        def join() -> dict[str, Any]:
+            r = requests.post(f"{office.url}/api/v1/queues/{queue_id}/tickets", json={},
+                              headers=staff, timeout=10)
+            r.raise_for_status()
+            return r.json()
+
+        def call_next() -> dict[str, Any]:
+            r = requests.post(f"{office.url}/api/v1/desks/{desk_id}/call-next",
+                              headers=staff, timeout=10)
+            r.raise_for_status()
+            return r.json()
+
+        joined = []
+        for i in range(30):  # changes one by one, so pushes go to both processes in turn
+            joined.append(join())
+            if i % 3 == 2:
+                requests.post(f"{office.url}/api/v1/tickets/{call_next()['id']}/complete",
+                              headers=staff, timeout=10).raise_for_status()
+            time.sleep(0.05)
+        def health() -> dict[str, Any]:
+            return requests.get(office.url + "/api/v1/health", timeout=5).json()["sync"]
+
+        wait_for("the office's backlog drained", lambda: health()["backlog"] == 0, timeout=20)
+        assert min(proxy.pushes) >= 3, proxy.pushes  # both processes took pushes
+
+        # A phone on process B streams a waiting ticket; the office's calls reach it.
+        waiting = [t for t in joined if (cloud_view(clouds[1], hash_of(t)) or {}).get(
+            "state") == "WAITING"]
+        watched = waiting[1]
+        events: list = []
+        resp = requests.get(f"{clouds[1].url}/api/v1/tickets/by-hash/{hash_of(watched)}/events",
+                            stream=True, timeout=20)
+        def read() -> None:
+            # closed by the test once it saw what it waited for
+            with contextlib.suppress(requests.RequestException, AttributeError, ValueError):
+                read_events(resp, events, 10)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        wait_for("the stream's first event", lambda: events, timeout=5)
+        assert events[0][1]["position"] == 2
+        before = list(proxy.pushes)
+        t0 = time.monotonic()
+        call_next()
+        call_next()  # the watched ticket
+        wait_for("the call seen on process B's stream", lambda: any(
+            d.get("state") == "CALLED" for _, d in events), timeout=10)
+        assert time.monotonic() - t0 < 5
+        resp.close()
+        reader.join(5)
+        assert sum(proxy.pushes) > sum(before)
+
+        # Exactly once: the cloud holds the office's tickets at their versions, one epoch,
+        # one record per entry, nothing dead-lettered.
+        wait_for("quiet", lambda: health()["backlog"] == 0, timeout=10)
+        db = sqlite3.connect(data / "jonot.sqlite3")
+        local = dict(db.execute("SELECT id, version FROM tickets").fetchall())
+        epoch = db.execute("SELECT epoch_id FROM sync_identity").fetchone()[0]
+        db.close()
+        office_id = creds["office_id"]
+        with store.read() as tx:
+            cloud_tickets = {r["ticket_id"]: r["version"] for r in tx.all(
+                "SELECT ticket_id, version FROM ticket WHERE office_id = ?", (office_id,))}
+            epochs = tx.all("SELECT epoch_id, acked_seq, status FROM office_epoch "
+                            "WHERE office_id = ?", (office_id,))
+            entries = tx.one("SELECT COUNT(*) AS n, MAX(seq) AS top FROM applied_entry "
+                             "WHERE office_id = ?", (office_id,))
+            dead = tx.one("SELECT COUNT(*) AS n FROM dead_letter WHERE office_id = ?",
+                          (office_id,))
+        assert cloud_tickets == local
+        assert [(e["epoch_id"], e["status"]) for e in epochs] == [(epoch, "live")]
+        assert entries["n"] == entries["top"] == epochs[0]["acked_seq"]
+        assert dead["n"] == 0
+    finally:
+        store.close()
+        office.stop()
+        proxy.stop()
+        for c in clouds:
+            c.stop()
