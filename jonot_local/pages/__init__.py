@@ -27,8 +27,7 @@ display_assets = Blueprint("display_assets", __name__,
                            static_folder=str(displays_dir() / "static"),
                            static_url_path="/assets/display")
 
-from . import (  # noqa: E402,F401  (routes register on import)
-    admin, desk, display, kiosk, pairing, reports, session, ticket)
+from . import admin, desk, display, kiosk, pairing, reports, session, ticket  # noqa: E402,F401  (routes register on import)
 from .assets import init_assets  # noqa: E402
 from .session import init_session  # noqa: E402
 
