@@ -142,8 +142,15 @@ def admin_reports() -> Any:
 
 
 def _page_context(today: date) -> dict[str, Any]:
+    from ..domain.location import get_location
+    from .admin.common import SECTIONS, reports_url, section_titles
+
+    with runtime().store.read() as tx:
+        clinic_name = get_location(tx)["name"]
     return {
         "staff": current_staff(), "today": today,
+        "section": "reports", "sections": SECTIONS, "titles": section_titles(),
+        "reports_url": reports_url(), "clinic_name": clinic_name,
         "presets": [(key, reports.last_days(today, days)) for key, days in PRESETS],
         "start_text": request.args.get("start", ""), "end_text": request.args.get("end", ""),
         "max_days": reports.MAX_DAYS, "fmt_int": fmt_int, "fmt_pct": fmt_pct,
