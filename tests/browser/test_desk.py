@@ -149,6 +149,20 @@ def test_desk_screenshots(open_page, office, second_desk, artifacts):
     _api(office, "POST", f"/queues/{office.lab['id']}/tickets", office.staff, {"name": "Sanna Aho"})
     _api(office, "POST", f"/tickets/{current['id']}/call", office.staff,
          {"desk_id": office.desk["id"]})
+    # The sign-in page, a refused sign-in and the desk choice, as staff first meet them.
+    page, _ = open_page("/desk", *LAPTOP, sound=False)
+    page.screenshot(path=str(artifacts / "signin-1366x768.png"))
+    page.fill("#username", STAFF[0])
+    page.fill("#password", "not the password")
+    page.click("button[type=submit]")
+    page.locator(".form-error").wait_for(timeout=5000)
+    page.screenshot(path=str(artifacts / "signin-refused-1366x768.png"))
+    page.fill("#username", STAFF[0])
+    page.fill("#password", STAFF[1])
+    page.click("button[type=submit]")
+    page.get_by_role("button", name="Room 3").wait_for(timeout=5000)
+    page.screenshot(path=str(artifacts / "desk-choose-1366x768.png"))
+    assert page.js_errors == []
     for size, name in ((LAPTOP, "desk-1366x768.png"), (DESKTOP, "desk-1920x1080.png")):
         page = _sign_in_at(open_page, "Room 3", size)
         page.locator("#current").filter(has_text=current["code"]).wait_for(timeout=5000)
