@@ -430,6 +430,12 @@ _REPORT_ENDED_0008 = """
                 ON CONFLICT (day, kind, queue_id, desk_id, bucket) DO UPDATE SET n = n + 1;"""
 
 
+@MIGRATIONS(name="0011_user_language")
+def _user_language(db: Database) -> None:
+    """An account's own page language (NULL: the browser's, then the office's)."""
+    db.execute("ALTER TABLE users ADD COLUMN language TEXT")
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every pending migration; returns the names applied.
 

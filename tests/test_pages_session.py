@@ -120,3 +120,28 @@ def test_a_changed_password_ends_page_sessions(guarded, store):
     with store.write() as tx:
         users.set_password(tx, STAFF[0], "another-password")
     assert client.get("/_test/staff").status_code == 302
+
+
+def test_an_account_keeps_its_own_page_language(app, office):
+    client = app.test_client()
+    sign_in(client, next_="/desk")
+    page = client.get("/desk", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'id="staff-language"' in page and "Choose your desk" in page
+    token = csrf_of(page)
+    r = client.post("/staff/language", data={"language": "fi", "csrf_token": token,
+                                             "next": "/desk"})
+    assert r.status_code == 302 and r.headers["Location"].endswith("/desk")
+    page = client.get("/desk", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'lang="fi"' in page and "Valitse" in page, "the account's language did not win"
+    # Kept with the account: another browser (another session) gets it too.
+    other = app.test_client()
+    sign_in(other, next_="/desk")
+    assert "Valitse" in other.get("/desk", headers={"Accept-Language": "en"}).get_data(
+        as_text=True)
+    # A language the pages do not have changes nothing; without the CSRF token: refused.
+    client.post("/staff/language", data={"language": "xx", "csrf_token": token})
+    assert "Valitse" in client.get("/desk").get_data(as_text=True)
+    assert client.post("/staff/language", data={"language": ""}).status_code == 400
+    client.post("/staff/language", data={"language": "", "csrf_token": token})
+    assert "Choose your desk" in client.get(
+        "/desk", headers={"Accept-Language": "en"}).get_data(as_text=True)

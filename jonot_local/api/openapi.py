@@ -242,7 +242,9 @@ def _schemas() -> dict[str, dict[str, Any]]:
         "User": obj({
             "id": ID, "username": STR, "display_name": STR,
             "role": {"type": "string", "enum": list(ROLES)}, "active": BOOL, "created_at": TIME,
-        }, ["id", "username", "display_name", "role", "active", "created_at"]),
+            "language": {**nullable(STR), "description": "The account's own page language; "
+                                                        "null: the browser's"},
+        }, ["id", "username", "display_name", "role", "active", "created_at", "language"]),
         "Token": obj({
             "token": STR, "token_type": {"type": "string", "const": "Bearer"},
             "expires_at": TIME, "user": ref("User"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -131,6 +132,19 @@ def set_active(tx: Tx, user_id: str, active: Any) -> dict[str, Any]:
     return get_user(tx, user_id)
 
 
+def set_language(tx: Tx, user_id: str, language: Any, allowed: Iterable[str]) -> dict[str, Any]:
+    """Set the language the account's pages are shown in (``None``: the browser's).
+
+    ``allowed``: the languages the pages have. Raises ``NotFound`` or
+    ``ValidationError`` for a language not among them.
+    """
+    if language is not None and language not in set(allowed):
+        raise ValidationError.field("language", "must be one of the languages the pages have")
+    get_user(tx, user_id)
+    tx.execute("UPDATE users SET language = ? WHERE id = ?", (language, user_id))
+    return get_user(tx, user_id)
+
+
 def set_role(tx: Tx, user_id: str, role: Any) -> dict[str, Any]:
     """Make an account ``staff`` or ``admin``. Raises ``NotFound``, ``ValidationError``, or
     ``Conflict`` when it would leave the office without an active admin."""
@@ -152,7 +166,8 @@ def _keep_an_admin(tx: Tx, leaving_id: str) -> None:
                        "admin first.", field="role")
 
 
-PUBLIC_COLUMNS = ("id", "username", "display_name", "role", "active", "created_at")
+PUBLIC_COLUMNS = ("id", "username", "display_name", "role", "active", "created_at",
+                  "language")
 _SELECT_PUBLIC = ", ".join(f"u.{c}" for c in PUBLIC_COLUMNS)
 
 

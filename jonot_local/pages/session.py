@@ -55,6 +55,17 @@ def init_session(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_SSL_STRICT", False)  # office LAN over plain HTTP
     csrf.init_app(app)
     csrf.exempt(app.blueprints["api"])
+    app.context_processor(lambda: {"staff_languages": staff_languages})
+
+
+def staff_languages() -> list[tuple[str, str]]:
+    """(code, name in that language) of every language the pages have."""
+    from babel import Locale
+
+    from .. import i18n
+
+    return [(code, (Locale.parse(code).get_display_name(code) or code).capitalize())
+            for code in i18n.available_languages()]
 
 
 def current_staff() -> dict[str, Any] | None:
@@ -91,6 +102,8 @@ def staff_page(role: str = "staff") -> Callable[[F], F]:
                 from ..api.errors import ApiError
 
                 raise ApiError(403, "forbidden", gettext("This page needs an admin account."))
+            if user.get("language"):
+                g.page_language = user["language"]  # the account's own choice
             return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -151,6 +164,24 @@ def signin() -> Any:
     html = render_template("pages/signin.html", error=error, username=username, next=nxt,
                            staff=None)
     return html, status, headers
+
+
+@blueprint.post("/staff/language")
+@staff_page()
+def staff_language() -> BaseResponse:
+    """The signed-in account chooses its page language (empty: the browser's); back."""
+    from .. import i18n
+
+    user = current_staff()
+    assert user is not None
+    wanted = request.form.get("language") or None
+    try:
+        with runtime().store.write() as tx:
+            users.set_language(tx, user["id"], wanted, i18n.available_languages())
+    except ValidationError:
+        pass  # not a language the pages have: nothing changes
+    back = _safe_next(request.form.get("next"))
+    return redirect(back)
 
 
 @blueprint.post("/signout")
