@@ -289,6 +289,12 @@ def _kiosk_options(db: Database) -> None:
     db.executescript("ALTER TABLE devices ADD COLUMN options TEXT;")
 
 
+@MIGRATIONS(name="0008_display_language")
+def _display_language(db: Database) -> None:
+    """A display's own language (its page and spoken announcements); NULL: the server's."""
+    db.execute("ALTER TABLE displays ADD COLUMN language TEXT")
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every pending migration; returns the names applied.
 
