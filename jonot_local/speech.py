@@ -34,7 +34,7 @@ from xml.sax.saxutils import escape
 RUN_TIMEOUT_S = 8.0     # one announcement is a second or two of audio: far less in practice
 MAX_RUNNING = 2         # espeak-ng processes at once (the office PC has other work)
 WAIT_FOR_SLOT_S = 3.0   # how long a request waits for a free slot before 503
-CACHE_ENTRIES = 64      # WAV files kept (about 60-120 KB each)
+CACHE_ENTRIES = 16      # WAV files kept (about 100-200 KB each): recalls, a few displays
 WINDOWS_PATHS = (r"C:\Program Files\eSpeak NG\espeak-ng.exe",
                  r"C:\Program Files (x86)\eSpeak NG\espeak-ng.exe")
 CODE_RE = re.compile(r"^(\D*?)0*(\d+)$")
