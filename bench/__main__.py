@@ -1,5 +1,5 @@
-"""``python -m bench [PART|all] [--quick] [-v]``; parts: joins, call-next, durability, viewers,
-signin, one-client, reports.
+"""``python -m bench [PART|all] [--quick] [--minutes M] [-v]``; parts: joins, call-next,
+durability, viewers, signin, one-client, reports, pages, soak.
 
 Runs the chosen benchmarks (all by default) and prints their figures, then a
 summary. The sync parts (``sync-lag``, ``sync-catchup``, ``cloud-ingest``,
@@ -24,10 +24,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import call_next, durability, joins, one_client, reports, signin
+from . import call_next, durability, joins, one_client, pages, reports, signin, soak
 from .common import cpu_busy_share, fsync_commits_per_s, print_table, temp_dir, wrk_path
 
-PARTS = ("durability", "joins", "call-next", "viewers", "signin", "one-client", "reports")
+PARTS = ("durability", "joins", "call-next", "viewers", "signin", "one-client", "reports",
+         "pages", "soak")
+BROWSER_PARTS = ("pages", "soak")  # headless Chromium: bench/pages.py, bench/soak.py
 SYNC_PARTS = ("sync-lag", "sync-catchup", "cloud-ingest", "cloud-streams")
 QUIET_FSYNC_PER_S = 3000  # WAL + FULL commits/s this kind of machine does when idle
 
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
                         help="load client for joins (auto: wrk if installed)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="how long the soak keeps a display open (default 30; --quick: 1)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -60,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         "sync-catchup": lambda: _sync_part("sync_catchup", args.quick, args.verbose),
         "cloud-ingest": lambda: _sync_part("cloud_ingest", args.quick, args.verbose),
         "cloud-streams": lambda: _sync_part("cloud_streams", args.quick, args.verbose),
+        "pages": lambda: pages.run(quick=args.quick, verbose=args.verbose),
+        "soak": lambda: soak.run(quick=args.quick, verbose=args.verbose,
+                                 **({} if args.minutes is None else {"minutes": args.minutes})),
     }
     results: dict[str, Any] = {"machine": machine, "quick": args.quick}
     failed = []
@@ -181,6 +188,27 @@ def _summary(results: dict[str, Any], parts: tuple[str, ...]) -> None:
                          figures["all (one snapshot)"][1] < 1000)])
     for label, value in (r.get("pages") or {}).items():
         rows.append([f"  {label} (ms)", value[1], "", ""])
+    p = results.get("pages") or {}
+    if "display_p99_ms" in p:
+        rows.append([f"call -> display DOM p50 / p99 / max ms, {p['viewers']} viewers",
+                     f"{p['display_p50_ms']} / {p['display_p99_ms']} / {p['display_max_ms']}",
+                     "p99 <= 100", _ok(p["display_p99_ms"] <= pages.TARGET_P99_MS)])
+        rows.append(["call -> ticket page 'your turn' p50 / p99 / max ms",
+                     f"{p['ticket_p50_ms']} / {p['ticket_p99_ms']} / {p['ticket_max_ms']}",
+                     "p99 <= 100", _ok(p["ticket_p99_ms"] <= pages.TARGET_P99_MS)])
+        rows.append(["  server RSS MiB / threads, viewers + pages",
+                     f"{p['server_rss_mib']} / {p['server_threads']}", "<= 143 MiB",
+                     _ok(p["server_rss_mib"] <= pages.TARGET_RSS_MIB)])
+        for name, f in (p.get("first_load") or {}).items():
+            rows.append([f"  first load {name}: bytes, LCP ms", f"{f['bytes']:,}, {f['lcp_ms']}",
+                         "", ""])
+    k = results.get("soak") or {}
+    if "heap_end_kib" in k:
+        rows.append([f"soak {k['minutes']:g} min: display JS heap KiB start -> end",
+                     f"{k['heap_start_kib']} -> {k['heap_end_kib']}", "no growth", ""])
+        rows.append(["  server RSS MiB start -> end",
+                     f"{k['server_rss_start_mib']} -> {k['server_rss_end_mib']}", "no growth",
+                     ""])
     if rows:
         print_table("Summary", ["figure", "value", "target", ""], rows)
 

@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import __version__
 from .api import errors as api_errors
-from .api.ratelimit import HashLookupLimits
+from .api.ratelimit import HashLookupLimits, TokenBuckets
 from .db import open_store
 from .domain.location import rename_location
 from .domain.report_rollup import install_zone
@@ -26,6 +26,7 @@ from .printing import PrintService
 from .runtime import Runtime
 from .settings import Settings
 from .signin import SignInGuard
+from .speech import SpeechService, find_espeak
 
 
 def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
@@ -64,6 +65,8 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
         signin=SignInGuard(store, settings),
         streams=StreamRegistry(settings, store, hub),
         printing=make_print_service(settings, store),
+        speech=SpeechService(find_espeak(settings.espeak)),
+        speech_budget=TokenBuckets(settings.speech_per_min),
     )
     from .domain import office
 

@@ -25,7 +25,7 @@ def available_languages() -> list[str]:
     return [SOURCE_LANGUAGE, *[code for code in found if code != SOURCE_LANGUAGE]]
 
 
-def _known(code: str | None) -> str | None:
+def known_language(code: str | None) -> str | None:
     """``code`` cut to its language part when the server has it (``fi-FI`` → ``fi``)."""
     if not code:
         return None
@@ -36,13 +36,13 @@ def _known(code: str | None) -> str | None:
 def select_locale() -> str:
     """The locale of the current request (see the module docstring for the order)."""
     for wanted in (request.args.get("lang"), g.get("page_language")):
-        found = _known(wanted)
+        found = known_language(wanted)
         if found:
             return found
     best = request.accept_languages.best_match(available_languages())
     if best:
         return best
-    return _known(runtime().settings.language) or SOURCE_LANGUAGE
+    return known_language(runtime().settings.language) or SOURCE_LANGUAGE
 
 
 def init_app(app: Flask) -> Babel:

@@ -436,6 +436,12 @@ def _user_language(db: Database) -> None:
     db.execute("ALTER TABLE users ADD COLUMN language TEXT")
 
 
+@MIGRATIONS(name="0008_display_language")
+def _display_language(db: Database) -> None:
+    """A display's own language (its page and spoken announcements); NULL: the server's."""
+    db.execute("ALTER TABLE displays ADD COLUMN language TEXT")
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every pending migration; returns the names applied.
 

@@ -21,9 +21,10 @@ from .signin import SignInGuard
 
 if TYPE_CHECKING:  # the api package imports this module
     from .api.join_budget import JoinBudget
-    from .api.ratelimit import HashLookupLimits
+    from .api.ratelimit import HashLookupLimits, TokenBuckets
     from .api.streams import StreamRegistry
     from .printing import PrintService
+    from .speech import SpeechService
 
 
 def _default_hash_limits() -> HashLookupLimits:
@@ -46,6 +47,8 @@ class Runtime:
     discovery: Any = None  # the zeroconf announcer (jonot_local.lan), set by serve
     printing: PrintService | None = None  # kiosk receipts; made by create_app
     kiosk_keys: KioskKeys = field(default_factory=KioskKeys)  # the kiosk's double-tap guard
+    speech: SpeechService | None = None  # displays' server-made announcements (create_app)
+    speech_budget: TokenBuckets | None = None  # budgets of /display/speech per client (create_app)
     #: the server's own values of the settings admin can override (before any override)
     settings_baseline: dict[str, Any] = field(default_factory=dict)
 

@@ -194,6 +194,13 @@ class Settings:
     display_language: str = field(default="", metadata=_meta(
         "Language of the TV displays and their spoken announcements (en, fi); empty: the "
         "display browser's own language.", shown="none: the browser's"))
+    espeak: str = field(default="", metadata=_meta(
+        "The espeak-ng program that speaks announcements for displays whose browser has no "
+        "voice for their language (a path or a name on PATH).",
+        shown="none: espeak-ng on PATH, or its Windows install folder"))
+    speech_per_min: int = field(default=60, metadata=_meta(
+        "Spoken announcements (/display/speech) one client address may fetch per minute.",
+        minimum=1, maximum=100_000))
     # -- on the LAN: zeroconf announcement and the desk window's discovery (jonot_local/lan)
     mdns_hostname: str = field(default="jonot", metadata=_meta(
         "mDNS host name announced by serve (jonot.local); when another responder has it, "

@@ -25,6 +25,7 @@ SMOKE = f"""
 import functools, sys
 import bench.__main__ as cli
 from bench import call_next, durability, joins, one_client, reports, signin, viewers
+from bench.__main__ import BROWSER_PARTS
 durability.run = functools.partial(durability.run, joins=60)
 joins.run = functools.partial(joins.run, queues=2, duration=0.4)
 call_next.run = functools.partial(call_next.run, sizes=({HISTORY},), iterations=10)
@@ -33,6 +34,7 @@ signin.run = functools.partial(signin.run, flood_s=0.5, alone_s=0.5,
                                configs=("default budgets",))
 one_client.run = functools.partial(one_client.run, idle=12, streams=8)
 reports.run = functools.partial(reports.run, n=3000, lives=10)
+cli.PARTS = tuple(p for p in cli.PARTS if p not in BROWSER_PARTS)  # their own smoke below
 cli.cpu_busy_share = lambda seconds=1.0, _f=cli.cpu_busy_share: _f(0.05)
 cli.fsync_commits_per_s = functools.partial(cli.fsync_commits_per_s, count=20)
 sys.exit(cli.main(sys.argv[1:]))
@@ -70,3 +72,43 @@ def test_quick_bench_prints_figures_and_exits_0(tmp_path: Path) -> None:
     assert figures["call-next"]["plans"]["statements"] > 5
     modes = figures["durability"]["modes"]
     assert modes["FULL"]["per_s"] > 0 and modes["NORMAL"]["per_s"] > 0
+
+
+# The browser parts (``pages``, ``soak``) alone, at tiny sizes: Chromium, 8 viewers, 3 calls,
+# a display open for 6 s under a call a second.
+BROWSER_SMOKE = """
+import functools, sys
+import bench.__main__ as cli
+from bench import pages, soak
+pages.run = functools.partial(pages.run, viewers=8, calls=3)
+soak.run = functools.partial(soak.run, minutes=0.1, call_every_s=1.0)
+cli.PARTS = cli.BROWSER_PARTS
+cli.cpu_busy_share = lambda seconds=1.0, _f=cli.cpu_busy_share: _f(0.05)
+cli.fsync_commits_per_s = functools.partial(cli.fsync_commits_per_s, count=20)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_quick_browser_benches_print_figures(tmp_path: Path) -> None:
+    figures_file = tmp_path / "figures.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", BROWSER_SMOKE, "all", "--quick", "--json", str(figures_file)],
+        cwd=ROOT, capture_output=True, text=True, timeout=TIME_BOUND_S)
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    for title in ("Call -> pixels", "First load of each page", "A display open", "Summary"):
+        assert title in out, f"{title!r} missing from:\n{out[-3000:]}"
+    assert "FAILED" not in out
+    figures = json.loads(figures_file.read_text())
+    shown = figures["pages"]
+    assert shown["samples"] == 3 and shown["missed"] == 0
+    assert 0 <= shown["display"]["p50_ms"] <= shown["display"]["max_ms"]
+    assert 0 <= shown["ticket"]["p50_ms"] <= shown["ticket"]["max_ms"] < 5000
+    assert shown["with_pages"]["threads"] > 0 and shown["browser"]["processes"] > 0
+    for name in ("display", "ticket", "kiosk", "desk"):
+        load = shown["first_load"][name]
+        assert load["bytes"] > 10_000 and load["fcp_ms"] > 0, (name, load)
+    soaked = figures["soak"]
+    assert soaked["calls"] >= 4 and soaked["page_errors"] == []
+    assert soaked["heap_start_kib"] > 0 and soaked["heap_end_kib"] > 0

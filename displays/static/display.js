@@ -12,7 +12,7 @@
   var pending = [], hero = null, heroTimer = null;
   var log = [], speakQueue = [], speaking = false;
   var soundOn = false, lastId = null, es = null, retryTimer = null, seenState = false;
-  var audio = new Audio(cfg.chime);
+  var audio = new Audio(cfg.chime), voiceAudio = null;
   audio.preload = "auto";
   window.__jonotAnnouncements = log;
 
@@ -121,7 +121,7 @@
     speaking = true;
     entry.state = "playing";
     chime(function () {
-      speak(entry.text, function (how) {
+      speak(entry, function (how) {
         entry.state = how;
         setTimeout(function () { speaking = false; nextAnnouncement(); }, 500);
       });
@@ -149,14 +149,29 @@
     }
     return null;
   }
-  function speak(text, next) {
-    var voice = soundOn ? voiceFor(cfg.lang) : null;
-    if (!voice) { next(soundOn ? "chime" : "muted"); return; }  // no voice: the chime alone
+  /* Speech: the browser's own voice for the display's language when it has one; else
+     audio the office server makes (espeak-ng, no internet either); else the chime alone. */
+  function speak(entry, next) {
+    if (!soundOn) { next("muted"); return; }
+    var voice = voiceFor(cfg.lang);
+    if (!voice) { serverSpeech(entry, next); return; }
     var done = once(function () { next("spoken"); }, 15000);
-    var u = new window.SpeechSynthesisUtterance(text);
+    var u = new window.SpeechSynthesisUtterance(entry.text);
     u.voice = voice; u.lang = voice.lang; u.rate = 0.9;
     u.onend = u.onerror = function () { done(); };
     window.speechSynthesis.speak(u);
+  }
+  function serverSpeech(entry, next) {
+    if (!cfg.speech) { next("chime"); return; }  // the server has no speech engine
+    var done = once(next, 15000);
+    if (!voiceAudio) voiceAudio = new Audio();   // one element, reused for every call
+    voiceAudio.onended = function () { done("server"); };
+    voiceAudio.onerror = function () { done("chime"); };  // 404/503/429: the chime was it
+    voiceAudio.src = cfg.speech.replace("__CODE__", encodeURIComponent(entry.code));
+    try {
+      var p = voiceAudio.play();
+      if (p && p.catch) p.catch(function () { done("chime"); });
+    } catch (e) { done("chime"); }
   }
   function soundBlocked() {
     soundOn = false;

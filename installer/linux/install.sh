@@ -64,3 +64,7 @@ else
     say "systemd is not running here: start it later with systemctl enable --now jonot-local"
 fi
 say "first admin: sudo -u $SERVICE_USER JONOT_DATA_DIR=/var/lib/jonot-local $PREFIX/bin/jonot-local user add NAME --admin"
+if ! command -v espeak-ng >/dev/null 2>&1; then
+    say "note: TVs without a voice of their own announce calls with the chime alone until"
+    say "      espeak-ng is installed on this PC: apt-get install espeak-ng (then restart the service)"
+fi

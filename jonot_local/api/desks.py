@@ -6,7 +6,7 @@ from flask import Response, jsonify
 
 from ..bodies import Body, Empty, id_list, text
 from ..domain import queues, tickets
-from ..domain.display import display_scope, display_state
+from ..domain.display import display_scope, display_state, find_display
 from ..domain.queues import PICK_MODES
 from ..runtime import runtime
 from . import blueprint
@@ -35,6 +35,9 @@ class DeskUpdate(Body):
 class DisplayCreate(Body):
     name = text(required=True, doc=NAME_DOC, description=NAME_HELP)
     queue_ids = id_list()
+    language = text(description="The display's language, e.g. fi: its page and spoken "
+                                "announcements (default: the server's display language, "
+                                "else the TV browser's)")
 
 
 @blueprint.get("/desks")
@@ -103,10 +106,12 @@ def list_displays() -> Response:
 @blueprint.post("/displays")
 @require("admin")
 def create_display() -> tuple[Response, int]:
-    """Create a display ``{"name", "queue_ids"?}`` (no queues: it shows them all)."""
+    """Create a display ``{"name", "queue_ids"?, "language"?}`` (no queues: it shows them
+    all)."""
     body = read_body(DisplayCreate)
     with runtime().store.write() as tx:
-        display = queues.create_display(tx, name=body["name"], queue_ids=body.get("queue_ids"))
+        display = queues.create_display(tx, name=body["name"], queue_ids=body.get("queue_ids"),
+                                        language=body.get("language"))
     return jsonify(display), 201
 
 
@@ -114,6 +119,6 @@ def create_display() -> tuple[Response, int]:
 def get_display_state(display_id: str) -> Response:
     """Now serving per queue, the last calls and waiting counts, for a TV."""
     with runtime().store.read() as tx:
-        display = queues.get_display(tx, display_id)
+        display = find_display(tx, display_id)
         return jsonify(display_state(tx, display, display_scope(display),
                                      runtime().settings.default_service_s))

@@ -1,5 +1,5 @@
 """Registered devices (admin): register a kiosk, display or desk PC, list, revoke; the
-body of a kiosk's options (set with ``PATCH /devices/<id>``, in ``printers``)."""
+body of a kiosk's or display's options (set with ``PATCH /devices/<id>``, in ``printers``)."""
 
 from __future__ import annotations
 
@@ -22,19 +22,23 @@ class DeviceCreate(Body):
 
 
 class KioskOptions(Body):
-    """A kiosk's options; only the keys given change, null restores the default"""
+    """A kiosk's or display's options; only the keys given change, null restores the default.
+    A display has queue_ids and language (its pages and spoken announcements); a kiosk
+    has them all"""
 
     queue_ids = Field({"type": "array", "items": {"type": "string"},
                        "description": "The queues shown, in this order (null: every queue "
                                       "in kiosk order)"},
                       lambda v: None if isinstance(v, list) and all(isinstance(i, str) for i in v)
                       else "must be a list of queue ids")
-    priority_button = boolean(description="Show a priority button (default false)")
-    language = text(description="The kiosk's language, e.g. fi (null: the browser's)")
+    priority_button = boolean(description="Show a priority button (default false; kiosks)")
+    language = text(description="The kiosk's or display's language, e.g. fi (null: the "
+                                "browser's; a display: the server's display language first)")
     printing = boolean(description="Print a paper ticket where a printer is set up "
-                                   "(default true)")
+                                   "(default true; kiosks)")
     return_s = integer(minimum=devices.RETURN_S_RANGE[0], maximum=devices.RETURN_S_RANGE[1],
-                       description="Seconds the new ticket stays on screen (default 12)")
+                       description="Seconds the new ticket stays on screen (default 12; "
+                                   "kiosks)")
 
 
 def _options_problem(value: object) -> str | None:
@@ -48,7 +52,8 @@ def _options_problem(value: object) -> str | None:
 
 
 def kiosk_options_field() -> Field:
-    """The ``options`` field of a device edit (``PATCH /devices/<id>``, in ``printers``)."""
+    """The ``options`` field of a kiosk's or display's edit (``PATCH /devices/<id>``, in
+    ``printers``)."""
     return Field(KioskOptions.schema(), _options_problem, nullable=False)
 
 

@@ -227,8 +227,13 @@ def _schemas() -> dict[str, dict[str, Any]]:
         "Display": obj({
             "id": ID, "name": STR,
             "queue_ids": {"type": "array", "items": ID, "description": "Empty: every queue"},
+            "language": nullable({"type": "string", "description": "Its page's and spoken "
+                                  "announcements' language (null: the server's display "
+                                  "language, else the TV browser's)"}),
             "created_at": TIME,
-        }, ["id", "name", "queue_ids", "created_at"]),
+        }, ["id", "name", "queue_ids", "language", "created_at"],
+            description="A display made with POST /displays, or a registered display device "
+                        "(its options): GET /displays/{id}/state and /display/{id} take both"),
         "RecentCall": obj({
             "code": STR, "queue_id": ID, "desk_id": nullable(ID), "desk_name": nullable(STR),
             "called_at": TIME,

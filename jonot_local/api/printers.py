@@ -20,8 +20,8 @@ PRINTER_URI_DOC = {"examples": ["tcp://192.0.2.10:9100", "usb://04b8:0202"]}
 
 
 class DeviceUpdate(Body):
-    """A kiosk's own receipt printer (null: the server's default) and its options; only the
-    fields given change"""
+    """A kiosk's own receipt printer (null: the server's default), a kiosk's or display's
+    options; only the fields given change"""
 
     printer = text(nullable=True, doc=PRINTER_URI_DOC,
                    description="tcp://HOST[:PORT] or usb://VID:PID, or null")
@@ -74,7 +74,7 @@ def test_printer() -> Response:
 @require("admin")
 def edit_device(device_id: str) -> Response:
     """Set a kiosk's own receipt printer ``{"printer": URI}`` (``null``: the default) and/or
-    its options ``{"options": {...}}`` (``devices.set_kiosk_options``)."""
+    a kiosk's or display's options ``{"options": {...}}`` (``devices.set_options``)."""
     body = read_body(DeviceUpdate)
     with runtime().store.write() as tx:
         device = devices.get(tx, device_id)
@@ -84,5 +84,5 @@ def edit_device(device_id: str) -> Response:
         if "printer" in body:
             device = devices.set_printer(tx, device_id, body["printer"])
         if "options" in body:
-            device = devices.set_kiosk_options(tx, device_id, body["options"])
+            device = devices.set_options(tx, device_id, body["options"])
         return jsonify(device)

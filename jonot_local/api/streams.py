@@ -47,7 +47,7 @@ from flask import Response, request, stream_with_context
 
 from ..db import Store
 from ..domain import queues, status, tickets
-from ..domain.display import Scope, display_state
+from ..domain.display import Scope, display_state, find_display
 from ..domain.errors import NotFound, ValidationError
 from ..domain.model import TERMINAL
 from ..events import EventHub
@@ -288,7 +288,7 @@ def _scope(rt: Runtime) -> tuple[dict[str, Any] | None, Scope]:
     scope: Scope = None
     with rt.store.read() as tx:
         if display_id:
-            display = queues.get_display(tx, display_id)
+            display = find_display(tx, display_id)
             if display["queue_ids"]:
                 scope = frozenset(display["queue_ids"])
         if wanted:

@@ -17,7 +17,7 @@ from ..ids import new_token, new_ulid
 from ..timeutil import utcnow_iso
 from . import office
 from .errors import NotFound, ValidationError
-from .text import clean_name
+from .text import clean_name, language_code
 
 KINDS = ("kiosk", "display", "desk")
 MAX_NAME = 80
@@ -32,6 +32,17 @@ KIOSK_DEFAULTS: dict[str, Any] = {
     "return_s": office.KIOSK_RETURN_S_DEFAULT,  # the office's kiosk_return_s when saved
 }
 RETURN_S_RANGE = office.KIOSK_RETURN_S_RANGE
+
+# A display's options (``queue_ids`` None: every queue; ``language`` None: the server's
+# display language, else the TV browser's). Its announcements speak this language.
+DISPLAY_DEFAULTS: dict[str, Any] = {
+    "queue_ids": None,
+    "language": None,
+}
+
+#: the options each kind of device has, with their defaults
+OPTION_DEFAULTS: dict[str, dict[str, Any]] = {"kiosk": KIOSK_DEFAULTS,
+                                              "display": DISPLAY_DEFAULTS}
 
 
 def register(tx: Tx, kind: Any, name: Any,
@@ -160,20 +171,30 @@ def kiosk_options(tx: Tx, device_id: str) -> dict[str, Any]:
     return get(tx, device_id)["options"]
 
 
-def set_kiosk_options(tx: Tx, device_id: str, changes: Any) -> dict[str, Any]:
-    """Change some of a kiosk's options (only the keys given; ``None`` restores a default).
+def display_options(tx: Tx, device_id: str) -> dict[str, Any]:
+    """A display's options, every key present: ``queue_ids`` (the queues it shows;
+    ``None`` = every queue) and ``language`` (``None``: the server's display
+    language, else the TV browser's). Raises ``NotFound``."""
+    return get(tx, device_id)["options"]
 
-    Returns the device record. Raises ``NotFound``, or ``ValidationError`` for a
-    device that is not a kiosk, an unknown key or a bad value (unknown queue ids too).
+
+def set_options(tx: Tx, device_id: str, changes: Any) -> dict[str, Any]:
+    """Change some of a kiosk's or display's options (only the keys given; ``None``
+    restores a default). Returns the device record.
+
+    Raises ``NotFound``, or ``ValidationError`` for a device without options (a
+    desk PC), a key its kind does not have or a bad value (unknown queue ids too).
     """
     device = get(tx, device_id)
-    if device["kind"] != "kiosk":
-        raise ValidationError.field("options", "only kiosks have options")
+    defaults = OPTION_DEFAULTS.get(device["kind"])
+    if defaults is None:
+        raise ValidationError.field("options", "only kiosks and displays have options")
     if not isinstance(changes, dict):
         raise ValidationError.field("options", "must be an object")
-    unknown = sorted(set(changes) - set(KIOSK_DEFAULTS))
+    unknown = sorted(set(changes) - set(defaults))
     if unknown:
-        raise ValidationError.field("options", f"unknown option(s): {', '.join(unknown)}")
+        raise ValidationError.field(
+            "options", f"unknown option(s) for a {device['kind']}: {', '.join(unknown)}")
     stored = _stored_options(tx, device_id)
     for key, value in changes.items():
         if value is None:
@@ -210,9 +231,7 @@ def _checked_option(tx: Tx, key: str, value: Any) -> Any:
             raise ValidationError.field(field, f"must be an integer between {low} and {high}")
         return value
     if key == "language":
-        if not isinstance(value, str) or not 2 <= len(value.strip()) <= 16:
-            raise ValidationError.field(field, "must be a language code such as en or fi")
-        return value.strip().lower()
+        return language_code(field, value)
     # queue_ids
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValidationError.field(field, "must be a list of queue ids")
@@ -235,5 +254,9 @@ def _public(row: Any, kiosk_defaults: dict[str, Any]) -> dict[str, Any]:
     data = dict(row)
     data["active"] = data["revoked_at"] is None
     stored = _decode(data.pop("options", None))
-    data["options"] = {**kiosk_defaults, **stored} if data["kind"] == "kiosk" else stored
+    if data["kind"] == "kiosk":
+        defaults: dict[str, Any] | None = kiosk_defaults
+    else:
+        defaults = OPTION_DEFAULTS.get(data["kind"])
+    data["options"] = {**defaults, **stored} if defaults is not None else stored
     return data

@@ -11,7 +11,7 @@ from ..ids import new_ulid
 from ..timeutil import utcnow_iso
 from .errors import Conflict, NotFound, ValidationError
 from .model import Desk, Queue
-from .text import clean_name
+from .text import clean_name, language_code
 
 PREFIX_RE = re.compile(r"^[A-Z]{1,3}$")
 COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -154,13 +154,17 @@ def _set_desk_queues(tx: Tx, desk_id: str, queue_ids: list[str]) -> None:
 
 # -- displays ------------------------------------------------------------------------
 
-def create_display(tx: Tx, *, name: Any, queue_ids: Any = None) -> dict[str, Any]:
-    """Add a display showing ``queue_ids`` (empty: every queue)."""
+def create_display(tx: Tx, *, name: Any, queue_ids: Any = None,
+                   language: Any = None) -> dict[str, Any]:
+    """Add a display showing ``queue_ids`` (empty: every queue) in ``language`` (a
+    language code such as ``fi``; ``None``: the server's display language)."""
     name = _name(name)
     ids = _queue_ids(tx, queue_ids or [], allow_empty=True)
+    lang = language_code("language", language) if language is not None else None
     display_id = new_ulid()
-    tx.execute("INSERT INTO displays (id, name, queue_ids, created_at) VALUES (?, ?, ?, ?)",
-               (display_id, name, json.dumps(ids), utcnow_iso()))
+    tx.execute("INSERT INTO displays (id, name, queue_ids, language, created_at) "
+               "VALUES (?, ?, ?, ?, ?)",
+               (display_id, name, json.dumps(ids), lang, utcnow_iso()))
     tx.emit({"kind": "display", "action": "created", "display_id": display_id})
     return get_display(tx, display_id)
 
@@ -184,7 +188,7 @@ def get_display(tx: Tx, display_id: str) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"No display with id {display_id}.")
     return {"id": row["id"], "name": row["name"], "queue_ids": json.loads(row["queue_ids"]),
-            "created_at": row["created_at"]}
+            "language": row["language"], "created_at": row["created_at"]}
 
 
 def list_displays(tx: Tx) -> list[dict[str, Any]]:

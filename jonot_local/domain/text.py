@@ -133,3 +133,10 @@ def _finish(field: str, cleaned: str, limit: int, required: bool) -> str | None:
 
 
 __all__ = ["MAX_COMBINING_RUN", "clean_line", "clean_name", "clean_notes"]
+
+
+def language_code(field: str, value: Any) -> str:
+    """A language code as stored (``fi``, ``en-gb``): 2–16 characters, lower case."""
+    if not isinstance(value, str) or not 2 <= len(value.strip()) <= 16:
+        raise ValidationError.field(field, "must be a language code such as en or fi")
+    return value.strip().lower()

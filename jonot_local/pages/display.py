@@ -8,24 +8,31 @@ from one source. ``HX-Request: true`` gets the board fragment alone.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from babel.dates import format_time
-from flask import abort, g, render_template, url_for
-from flask_babel import get_locale, gettext, ngettext
+from flask import Response, abort, g, render_template, request, url_for
+from flask_babel import force_locale, get_locale, gettext, ngettext
 
-from ..domain import queues
-from ..domain.display import display_scope, display_state
+from .. import i18n
+from ..api.clients import client_address
+from ..api.errors import problem
+from ..domain.display import display_scope, display_state, find_display, latest_call
 from ..domain.errors import NotFound
 from ..domain.location import get_location
 from ..runtime import runtime
+from ..speech import SpeechBusy, SpeechFailed, SpeechUnavailable, ssml
 from . import blueprint
 from .assets import asset_url
 from .common import is_htmx
 
 RECENT_SHOWN = 5     # earlier calls listed beside the newest
 DWELL_MS = 7000      # the newest call stays large at least this long
+CODE_RE = re.compile(r"^[A-Z]{1,3}[0-9]{1,9}(-[0-9]{1,3})?$")
+CODE_SLOT = "\x00"  # where the code goes in the spoken phrase (never in a desk's name)
+SPEECH_CODE = "__CODE__"  # the page's URL template of server-made announcements
 
 
 def display_texts() -> dict[str, Any]:
@@ -47,17 +54,19 @@ def display_texts() -> dict[str, Any]:
 def display(display_id: str | None) -> Any:
     """The waiting room's screen: the newest call large, recent calls, waiting counts."""
     rt = runtime()
-    if rt.settings.display_language:
-        g.page_language = rt.settings.display_language
     with rt.store.read() as tx:
         record = None
         if display_id:
             try:
-                record = queues.get_display(tx, display_id)
+                record = find_display(tx, display_id)
             except NotFound:
                 abort(404)
         state = display_state(tx, record, display_scope(record), rt.settings.default_service_s)
         clinic = get_location(tx)["name"]
+    # the display's own language, else the server's display language, else the browser's
+    language = (record or {}).get("language") or rt.settings.display_language
+    if language:
+        g.page_language = language
     stream = url_for("api.public_events", display=display_id) if display_id else url_for(
         "api.public_events")
     context = {
@@ -71,6 +80,9 @@ def display(display_id: str | None) -> Any:
             "stream": stream,
             "lang": str(get_locale()),
             "chime": asset_url("display_assets.static", "chime.wav"),
+            # audio made by the server, for a browser without a voice for ``lang``
+            "speech": (url_for("pages.display_speech", code=SPEECH_CODE, lang=str(get_locale()))
+                       if rt.speech is not None and rt.speech.available else None),
             "dwell_ms": DWELL_MS,
             "recent": RECENT_SHOWN,
             "texts": display_texts(),
@@ -80,3 +92,53 @@ def display(display_id: str | None) -> Any:
     if is_htmx():
         return render_template("display/_board.html", **context)
     return render_template("display/display.html", **context)
+
+
+@blueprint.get("/display/speech/<code>.wav")
+def display_speech(code: str) -> Response:
+    """A call read out by the server (espeak-ng) as WAV: ``/display/speech/A042.wav?lang=fi``.
+
+    For displays whose browser has no voice for their language. The server
+    decides the words: the code of a ticket called in the last 30 minutes and
+    its desk ("A 42, Room 3"), in ``lang`` (one of the pages' languages; else the
+    server's display language). Each client address has a budget
+    (``JONOT_SPEECH_PER_MIN``). Problem JSON: 404 (no such recent call), 429, 503
+    (espeak-ng not installed, or busy).
+    """
+    rt = runtime()
+    wait = rt.speech_budget.take(client_address()) if rt.speech_budget is not None else 0
+    if wait:
+        return problem(429, "rate_limited", "Too many announcements asked for from this "
+                       f"address; try again in {wait} s.", headers={"Retry-After": str(wait)})
+    if not CODE_RE.match(code):
+        return problem(404, "not_found", f"{code} is not a ticket code.")
+    with rt.store.read() as tx:
+        call = latest_call(tx, code)
+    if call is None:
+        return problem(404, "not_found", f"{code} has not been called in the last 30 minutes: "
+                       "there is nothing to announce.")
+    language = (i18n.known_language(request.args.get("lang"))
+                or i18n.known_language(rt.settings.display_language)
+                or i18n.known_language(rt.settings.language) or i18n.SOURCE_LANGUAGE)
+    with force_locale(language):
+        phrase = (gettext("%(code)s, %(desk)s", code=CODE_SLOT, desk=call["desk_name"])
+                  if call["desk_name"] else gettext("Number %(code)s", code=CODE_SLOT))
+    speech = rt.speech
+    try:
+        if speech is None:
+            raise SpeechUnavailable("no speech service")
+        audio = speech.wav(ssml(code, phrase, CODE_SLOT), language)
+    except SpeechUnavailable:
+        return problem(503, "speech_unavailable",
+                       "This server cannot speak: espeak-ng is not installed. Install it on "
+                       "the office server (Linux: apt-get install espeak-ng; Windows: the "
+                       "espeak-ng .msi installer), or use a display browser with a voice "
+                       f"for {language}.")
+    except SpeechBusy:
+        return problem(503, "speech_busy", "The server is making other announcements; "
+                       "try again in a moment.", headers={"Retry-After": "2"})
+    except SpeechFailed as exc:
+        return problem(503, "speech_failed", f"espeak-ng made no audio ({exc}).")
+    resp = Response(audio, mimetype="audio/wav")
+    resp.headers["Cache-Control"] = "private, max-age=600"
+    return resp

@@ -1,12 +1,19 @@
 #!/bin/sh
-# Debian's chromium for the browser tests: installed when missing (CI is a fresh machine, as root).
+# What the browser and speech tests need, installed from Debian when missing (CI is a fresh
+# machine, as root): chromium (the browser tests) and espeak-ng (the display's server-made
+# announcements, tests/test_display_speech.py).
 set -e
-[ -x /usr/bin/chromium ] && exit 0
+missing=""
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+command -v espeak-ng >/dev/null 2>&1 || missing="$missing espeak-ng"
+[ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
-    echo "ensure_chromium: /usr/bin/chromium is missing; run: sudo apt-get install -y chromium" >&2
+    echo "ensure_chromium: missing:$missing; run: sudo apt-get install -y$missing" >&2
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq chromium >/dev/null
+# shellcheck disable=SC2086
+apt-get install -y -qq $missing >/dev/null
 test -x /usr/bin/chromium
+command -v espeak-ng >/dev/null

@@ -161,3 +161,45 @@ def test_display_without_eventsource_polls(browser, office):
     page.locator("#hero").filter(has_text=ticket["code"]).wait_for(timeout=15_000)
     assert any("poll=1" in u for u in guard.seen) and guard.foreign == []
     context.close()
+
+
+def test_without_a_browser_voice_the_server_speaks_in_the_display_language(open_page, office):
+    """Headless Chromium has no speech voices (like many TVs): the display plays the WAV the
+    server made with espeak-ng, in the display's own language (a display device set to fi)."""
+    import shutil
+
+    import requests
+
+    from tests.support import token
+
+    assert shutil.which("espeak-ng"), "espeak-ng missing: run tests/browser/ensure_chromium.sh"
+    admin = token(office.url)
+    device = requests.post(office.url + "/api/v1/devices", headers=admin, timeout=10,
+                           json={"kind": "display", "name": "Aula TV"}).json()
+    requests.patch(f"{office.url}/api/v1/devices/{device['id']}", headers=admin, timeout=10,
+                   json={"options": {"language": "fi"}}).raise_for_status()
+    answers: list[tuple[str, int, str]] = []
+
+    def listen(page) -> None:
+        page.on("response", lambda r: answers.append(
+            (r.url, r.status, r.headers.get("content-type", ""))) if "/display/speech/" in r.url
+            else None)
+
+    page, _ = open_page(f"/display/{device['id']}", 1280, 720, before=listen)
+    _live(page)
+    voices = page.evaluate("window.speechSynthesis ? speechSynthesis.getVoices().length : 0")
+    if voices:  # a Chromium with voices (speech-dispatcher): act as a TV without any
+        page.evaluate("speechSynthesis.getVoices = function () { return []; }")
+    ticket = office.join()
+    office.call_next()
+    page.wait_for_function(
+        "window.__jonotAnnouncements.some(e => e.state === 'server' || e.state === 'chime')",
+        timeout=15_000)
+    entry = _log(page)[-1]
+    assert entry["code"] == ticket["code"] and entry["state"] == "server", entry
+    assert entry["text"] == f"A {int(ticket['code'][1:])}, Room 3"
+    assert answers, "the display never asked the server for the announcement"
+    url, status, kind = answers[-1]
+    assert url.endswith(f"/display/speech/{ticket['code']}.wav?lang=fi")
+    assert status == 200 and kind.startswith("audio/wav")
+    assert page.js_errors == []
