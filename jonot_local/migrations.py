@@ -289,13 +289,13 @@ def _kiosk_options(db: Database) -> None:
     db.executescript("ALTER TABLE devices ADD COLUMN options TEXT;")
 
 
-@MIGRATIONS(name="0009_admin_device_paired")
+@MIGRATIONS(name="0008_device_paired")
 def _device_paired(db: Database) -> None:
     """When a device last opened its pairing link (NULL: not yet, since the link was made)."""
     db.execute("ALTER TABLE devices ADD COLUMN paired_at TEXT")
 
 
-@MIGRATIONS(name="0010_waiting_counts")
+@MIGRATIONS(name="0009_waiting_counts")
 def _waiting_counts(db: Database) -> None:
     """How many tickets wait per queue and priority, kept by triggers on ``tickets``.
 
@@ -338,7 +338,7 @@ def _waiting_counts(db: Database) -> None:
         END;
     """)
 
-@MIGRATIONS(name="0008_report_rollup")
+@MIGRATIONS(name="0010_report_rollup")
 def _report_rollup(db: Database) -> None:
     """Counts for the reports, kept by triggers in the transaction of each ticket change.
 
@@ -436,7 +436,7 @@ def _user_language(db: Database) -> None:
     db.execute("ALTER TABLE users ADD COLUMN language TEXT")
 
 
-@MIGRATIONS(name="0008_display_language")
+@MIGRATIONS(name="0012_display_language")
 def _display_language(db: Database) -> None:
     """A display's own language (its page and spoken announcements); NULL: the server's."""
     db.execute("ALTER TABLE displays ADD COLUMN language TEXT")

@@ -248,7 +248,14 @@ def test_displays_add_and_edit(admin, store, office):
     assert "Display Lobby TV saved." in text(r)
     with store.read() as tx:
         assert queues.get_display(tx, display["id"]) | {"created_at": ""} == {
-            "id": display["id"], "name": "Lobby TV", "queue_ids": [], "created_at": ""}
+            "id": display["id"], "name": "Lobby TV", "queue_ids": [], "language": None,
+            "created_at": ""}
+    r = post(admin, f"/admin/displays/{display['id']}", name="Lobby TV", language="fi")
+    assert "Display Lobby TV saved." in text(r)
+    with store.read() as tx:
+        assert queues.get_display(tx, display["id"])["language"] == "fi"
+    r = post(admin, f"/admin/displays/{display['id']}", name="Lobby TV", language="x")
+    assert r.status_code == 422 and "language" in banner(r).lower()
 
 
 # -- devices -------------------------------------------------------------------------------
@@ -511,7 +518,8 @@ def test_the_api_registers_a_display_device_for_a_display_and_renews_credentials
         lobby = queues.create_display(tx, name="Lobby")
     r = client.post("/api/v1/devices", headers=admin_headers,
                     json={"kind": "display", "name": "TV", "display_id": lobby["id"]})
-    assert r.status_code == 201 and r.json["options"] == {"display_id": lobby["id"]}
+    assert r.status_code == 201 and r.json["options"] == {
+        "display_id": lobby["id"], "queue_ids": None, "language": None}
     assert r.json["paired_at"] is None
     old = r.json["token"]
     r = client.post("/api/v1/devices", headers=admin_headers,

@@ -169,10 +169,17 @@ def create_display(tx: Tx, *, name: Any, queue_ids: Any = None,
     return get_display(tx, display_id)
 
 
+_KEEP: Any = object()
+
+
 def update_display(tx: Tx, display_id: str, *, name: Any = None,
-                   queue_ids: Any = None) -> dict[str, Any]:
-    """Rename a display or change the queues it shows (empty list: every queue)."""
+                   queue_ids: Any = None, language: Any = _KEEP) -> dict[str, Any]:
+    """Rename a display, change the queues it shows (empty list: every queue) or its
+    language (``None``: the server's display language; not given: unchanged)."""
     get_display(tx, display_id)
+    if language is not _KEEP:
+        lang = language_code("language", language) if language is not None else None
+        tx.execute("UPDATE displays SET language = ? WHERE id = ?", (lang, display_id))
     if name is not None:
         tx.execute("UPDATE displays SET name = ? WHERE id = ?", (_name(name), display_id))
     if queue_ids is not None:

@@ -1,6 +1,6 @@
 """The reports' counts: the office's time zone in the database, and rebuilding the counts.
 
-The counts themselves are kept by triggers (migration ``0008_report_rollup``),
+The counts themselves are kept by triggers (migration ``0010_report_rollup``),
 in the transaction of every ticket change, keyed by the local day the ticket
 was issued. Which day that is depends on the office's time zone: its UTC
 offsets, from each change on, live in ``report_zone``. ``install_zone`` writes

@@ -7,7 +7,7 @@
    which also cuts off whichever browser had the old one.
 
 A kiosk's options and own printer are saved as ``PATCH /api/v1/devices/<id>``
-saves them (``devices.set_kiosk_options``, ``devices.set_printer``).
+saves them (``devices.set_options``, ``devices.set_printer``).
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def admin_device_edit(device_id: str) -> BaseResponse:
     }
     try:
         with runtime().store.write() as tx:
-            devices.set_kiosk_options(tx, device_id, options)
+            devices.set_options(tx, device_id, options)
             device = devices.set_printer(tx, device_id, form.get("printer", ""))
     except DomainError as err:
         return refused("devices", _context(), err, f"device-{device_id}")

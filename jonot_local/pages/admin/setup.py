@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from ...domain import queues, status
 from ...domain.errors import DomainError, NotFound
+from ...i18n import available_languages
 from ...runtime import runtime
 from .. import blueprint
 from ..common import is_htmx
@@ -200,7 +201,8 @@ def admin_desk_queues(desk_id: str) -> BaseResponse:
 
 def _displays_context() -> dict[str, Any]:
     with runtime().store.read() as tx:
-        return {"displays": queues.list_displays(tx), "queues": queues.list_queues(tx)}
+        return {"displays": queues.list_displays(tx), "queues": queues.list_queues(tx),
+                "languages": available_languages()}
 
 
 def _displays(notice: str | None = None) -> BaseResponse:
@@ -224,7 +226,8 @@ def admin_display_create() -> BaseResponse:
     try:
         with runtime().store.write() as tx:
             display = queues.create_display(tx, name=form.get("name", ""),
-                                            queue_ids=form.getlist("queue_ids"))
+                                            queue_ids=form.getlist("queue_ids"),
+                                            language=form.get("language") or None)
     except DomainError as err:
         return refused("displays", _displays_context(), err, "new-display")
     return _displays(gettext("Display %(name)s added.", name=display["name"]))
@@ -238,7 +241,8 @@ def admin_display_edit(display_id: str) -> BaseResponse:
     try:
         with runtime().store.write() as tx:
             display = queues.update_display(tx, display_id, name=form.get("name", ""),
-                                            queue_ids=form.getlist("queue_ids"))
+                                            queue_ids=form.getlist("queue_ids"),
+                                            language=form.get("language") or None)
     except DomainError as err:
         return refused("displays", _displays_context(), err, f"display-{display_id}")
     return _displays(gettext("Display %(name)s saved.", name=display["name"]))
