@@ -2,8 +2,14 @@
 
 The store hands every committed batch of events to ``EventHub.publish``. Each
 event gets a sequence number; a ring buffer keeps the recent ones so a client
-that reconnects with ``Last-Event-ID`` can catch up. Readers block on one
-condition variable; no thread of its own is needed.
+that reconnects with ``Last-Event-ID`` can catch up.
+
+The office's own screens go first. One change wakes every open stream, and
+hundreds of patients' phones waking at once would each make the lobby TV wait
+its turn for the GIL. Readers that wait with a ``Reader`` token (registered
+displays and desks, signed-in staff) are woken at once; the others (the
+crowd) when every first reader has come back for more, i.e. has written its
+answer, or after ``hold_s`` at most, whichever comes first.
 """
 
 from __future__ import annotations
@@ -11,19 +17,35 @@ from __future__ import annotations
 import itertools
 import secrets
 import threading
+import time
 from collections import deque
 from typing import Any
+
+
+class Reader:
+    """A first reader's token (see the module docstring); one per stream."""
+
+    __slots__ = ()
 
 
 class EventHub:
     """Thread-safe publish/wait over a bounded backlog of events."""
 
-    def __init__(self, backlog: int = 2048) -> None:
+    def __init__(self, backlog: int = 2048, hold_s: float = 0.05) -> None:
         self.epoch = secrets.token_hex(4)
-        self._cond = threading.Condition()
+        self.hold_s = hold_s
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # the crowd
+        self._first = threading.Condition(self._lock)  # first readers
         self._events: deque[tuple[int, dict[str, Any]]] = deque(maxlen=backlog)
         self._seq = 0
+        self._crowd_seq = 0  # what the crowd may see: the newest event released to it
         self._closed = False
+        self._first_waiting: set[Reader] = set()  # first readers waiting now
+        self._held: set[Reader] = set()  # first readers woken and not yet back
+        self._hold_until: float | None = None
+        self._releaser: threading.Thread | None = None
+        self._releaser_cond = threading.Condition(self._lock)
 
     @property
     def last_seq(self) -> int:
@@ -31,16 +53,50 @@ class EventHub:
         return self._seq
 
     def publish(self, events: list[dict[str, Any]]) -> None:
-        """Append events and wake every waiting reader."""
-        with self._cond:
+        """Append events; wake the first readers now and the crowd after them."""
+        with self._lock:
             for event in events:
                 self._seq += 1
                 self._events.append((self._seq, event))
-            self._cond.notify_all()
+            if self._first_waiting:
+                self._first.notify_all()
+                self._held |= self._first_waiting
+                if self._hold_until is None:
+                    self._hold_until = time.monotonic() + self.hold_s
+                    self._start_releaser()
+                    self._releaser_cond.notify()
+            elif not self._held:
+                self._release()
+
+    def _release(self) -> None:
+        """Let the crowd see everything published so far (under the lock)."""
+        self._held.clear()
+        self._hold_until = None
+        self._crowd_seq = self._seq
+        self._cond.notify_all()
+
+    def _start_releaser(self) -> None:
+        if self._releaser is None:
+            self._releaser = threading.Thread(target=self._release_on_time,
+                                              name="jonot-event-crowd", daemon=True)
+            self._releaser.start()
+
+    def _release_on_time(self) -> None:
+        """Release the crowd when a hold lasts ``hold_s`` (a first reader is slow or gone)."""
+        with self._lock:
+            while not self._closed:
+                if self._hold_until is None:
+                    self._releaser_cond.wait()
+                    continue
+                left = self._hold_until - time.monotonic()
+                if left > 0:
+                    self._releaser_cond.wait(left)
+                    continue
+                self._release()
 
     def since(self, after: int) -> list[tuple[int, dict[str, Any]]] | None:
         """Events newer than ``after``; ``None`` if some of them have left the backlog."""
-        with self._cond:
+        with self._lock:
             return self._since(after)
 
     def _since(self, after: int) -> list[tuple[int, dict[str, Any]]] | None:
@@ -55,22 +111,49 @@ class EventHub:
         tail.reverse()
         return tail
 
-    def wait(self, after: int, timeout: float) -> list[tuple[int, dict[str, Any]]] | None:
+    def wait(self, after: int, timeout: float,
+             reader: Reader | None = None) -> list[tuple[int, dict[str, Any]]] | None:
         """Block until there are events newer than ``after`` or ``timeout`` passes.
 
         Returns them (possibly an empty list on timeout or close), or ``None``
         when the reader fell behind the backlog and must reload full state.
+        ``reader``: a first reader's token (woken before the crowd); calling
+        ``wait`` again with it says it has written its answer to the last events.
         """
-        with self._cond:
+        with self._lock:
+            if reader is None:
+                if after >= self._crowd_seq and not self._closed:
+                    self._cond.wait_for(lambda: self._crowd_seq > after or self._closed,
+                                        timeout)
+                return self._since(after)
+            self._back(reader)
             if after >= self._seq and not self._closed:
-                self._cond.wait_for(lambda: self._seq > after or self._closed, timeout)
+                self._first_waiting.add(reader)
+                try:
+                    self._first.wait_for(lambda: self._seq > after or self._closed, timeout)
+                finally:
+                    self._first_waiting.discard(reader)
             return self._since(after)
+
+    def leave(self, reader: Reader) -> None:
+        """A first reader's stream has ended: the crowd no longer waits for it."""
+        with self._lock:
+            self._first_waiting.discard(reader)
+            self._back(reader)
+
+    def _back(self, reader: Reader) -> None:
+        if reader in self._held:
+            self._held.discard(reader)
+            if not self._held:
+                self._release()
 
     def close(self) -> None:
         """Wake every reader so streams can end (used at shutdown)."""
-        with self._cond:
+        with self._lock:
             self._closed = True
             self._cond.notify_all()
+            self._first.notify_all()
+            self._releaser_cond.notify_all()
 
     @property
     def closed(self) -> bool:

@@ -50,7 +50,7 @@ from ..domain import queues, status, tickets
 from ..domain.display import Scope, display_state, find_display
 from ..domain.errors import NotFound, ValidationError
 from ..domain.model import TERMINAL
-from ..events import EventHub
+from ..events import EventHub, Reader
 from ..runtime import Runtime, runtime
 from ..settings import Settings
 from ..streamslots import CLIENT, TICKET, SlotLimits, SlotRefused, StreamSlots
@@ -310,8 +310,9 @@ def public_events() -> Response:
     poll = request.args.get("poll", "").lower() in ("1", "true", "yes")
     release = _take_slot(rt)
     try:
+        reader = Reader() if _office_screen() else None
         chunks = _public_chunks(rt, registry(rt).feed, display, scope, resume, poll,
-                                _client_gone())
+                                _client_gone(), reader)
         return _sse_response(chunks, release)
     except BaseException:
         release()
@@ -326,9 +327,30 @@ def _state_frame(rt: Runtime, display: dict[str, Any] | None, scope: Scope) -> t
     return seq, sse_frame("state", data, rt.hub.event_id(seq), RETRY_MS)
 
 
+def _office_screen() -> bool:
+    """A registered display or desk PC, or a signed-in staff page: its stream goes first."""
+    device = current_device()
+    if device is not None and device.get("kind") in STREAM_DEVICE_KINDS:
+        return True
+    from ..pages.session import current_staff  # the desk page's session cookie
+
+    return current_staff() is not None
+
+
 def _public_chunks(rt: Runtime, feed: PublicFeed, display: dict[str, Any] | None,
                    scope: Scope, resume: int | None, poll: bool,
-                   client_gone: Callable[[], bool]) -> Iterator[bytes]:
+                   client_gone: Callable[[], bool],
+                   reader: Reader | None = None) -> Iterator[bytes]:
+    try:
+        yield from _public_frames(rt, feed, display, scope, resume, poll, client_gone, reader)
+    finally:
+        if reader is not None:
+            rt.hub.leave(reader)
+
+
+def _public_frames(rt: Runtime, feed: PublicFeed, display: dict[str, Any] | None,
+                   scope: Scope, resume: int | None, poll: bool,
+                   client_gone: Callable[[], bool], reader: Reader | None) -> Iterator[bytes]:
     hub = rt.hub
     pulse = _Pulse(rt.settings.sse_heartbeat_s)
     replay = hub.since(resume) if resume is not None else None
@@ -344,7 +366,7 @@ def _public_chunks(rt: Runtime, feed: PublicFeed, display: dict[str, Any] | None
     if poll and said:
         return
     while not hub.closed and not client_gone():
-        events = hub.wait(after, pulse.timeout())
+        events = hub.wait(after, pulse.timeout(), reader)
         if hub.closed:
             return
         if events is None:  # fell behind the backlog: start over from the full state
