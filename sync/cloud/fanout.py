@@ -38,6 +38,7 @@ from .store import CloudStore, Tx
 log = logging.getLogger("jonot_local.cloud")
 
 FIRST_WAVE_S = 0.05  # how long the rest wait for the streams whose ticket changed
+HAND_BATCH = 100  # frames encoded and handed out at a time in the second wave
 GONE = "gone"  # what ``Fanout.next`` answers when the ticket left the cloud
 # The parts of a view that are the ticket itself (not its place in the queue).
 OWN = ("state", "version", "desk_id", "called_at", "recall_count", "cancel_pending", "message")
@@ -48,9 +49,14 @@ def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-def key_of(view: dict[str, Any]) -> str:
-    """``relay.view_key`` of a view whatever host its URL names (every stream has its own)."""
-    return relay.view_key({**view, "url": ""})
+def key_of(view: dict[str, Any]) -> tuple[Any, ...]:
+    """What ``relay.view_key`` compares, whatever host the view's URL names (each stream
+    has its own): the values but the freshness clock, in ``compose_view``'s order (so
+    equal keys are equal views; a tuple, compared without encoding 2,000 views)."""
+    return tuple(v for k, v in view.items() if k not in _NOT_KEY)
+
+
+_NOT_KEY = frozenset(("updated_at_office", "stale", "url"))
 
 
 def own_of(view: dict[str, Any]) -> tuple[Any, ...]:
@@ -236,15 +242,17 @@ class Fanout:
                     if left <= 0:
                         break
                     self._first_done.wait(left)
-        # Wave 2: the others whose view moved; one encoding per ticket and host.
+        # Wave 2: the others whose view moved; one encoding per ticket and host, handed
+        # out a batch at a time so the first streams write while the rest are encoded.
         made: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
-        wave2: list[tuple[Watch, tuple[dict[str, Any], str] | str]] = []
-        for w, view in rest:
-            k = (w.ticket_id, w.base_url)
-            if k not in made:
-                made[k] = _frame(w, view)
-            wave2.append((w, made[k]))
-        self._hand(wave2, first_wave=False)
+        for start in range(0, len(rest), HAND_BATCH):
+            wave2: list[tuple[Watch, tuple[dict[str, Any], str] | str]] = []
+            for w, view in rest[start:start + HAND_BATCH]:
+                k = (w.ticket_id, w.base_url)
+                if k not in made:
+                    made[k] = _frame(w, view)
+                wave2.append((w, made[k]))
+            self._hand(wave2, first_wave=False)
 
     def _hand(self, items: Iterable[tuple[Watch, tuple[dict[str, Any], str] | str]],
               first_wave: bool) -> None:
