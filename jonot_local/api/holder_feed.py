@@ -44,7 +44,8 @@ class HolderFeed:
         self.settings = settings
         self._watched: dict[str, int] = {}  # ticket id -> open streams
         self._views: dict[str, dict[str, Any]] = {}  # without the two URLs
-        self._encoded: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
+        # ticket id -> host -> the view with its URLs, and its JSON
+        self._encoded: dict[str, dict[str, tuple[dict[str, Any], str]]] = {}
         self._seq = 0  # the views held are current for every event up to this one
         self._lock = threading.Lock()  # the dicts
         self._build = threading.Lock()  # one reader of the database at a time
@@ -64,8 +65,7 @@ class HolderFeed:
                 return
             self._watched.pop(ticket_id, None)
             self._views.pop(ticket_id, None)  # unwatched changes would leave it stale
-            for key in [k for k in self._encoded if k[0] == ticket_id]:
-                del self._encoded[key]
+            self._encoded.pop(ticket_id, None)
 
     def view(self, ticket_id: str, seq: int,
              base_url: str) -> tuple[dict[str, Any], str] | None:
@@ -81,6 +81,10 @@ class HolderFeed:
                 if found is None:
                     self._refresh(ticket_id)
                     found = self._ready(ticket_id, 0, base_url)
+                    with self._lock:
+                        if ticket_id not in self._watched:  # not kept: nothing refreshes it
+                            self._views.pop(ticket_id, None)
+                            self._encoded.pop(ticket_id, None)
         return found
 
     def _ready(self, ticket_id: str, seq: int, base_url: str) -> tuple[dict[str, Any], str] | None:
@@ -90,14 +94,13 @@ class HolderFeed:
             view = self._views.get(ticket_id)
             if view is None:
                 return None
-            key = (ticket_id, base_url)
-            found = self._encoded.get(key)
+            hosts = self._encoded.setdefault(ticket_id, {})
+            found = hosts.get(base_url)
             if found is None:
                 ticket_hash = view["hash"]
                 dressed = {**view, "url": base_url.rstrip("/") + "/t/" + ticket_hash,
                            "cloud_url": self._cloud_url(ticket_hash)}
-                found = self._encoded[key] = (dressed, json.dumps(dressed,
-                                                                  separators=(",", ":")))
+                found = hosts[base_url] = (dressed, json.dumps(dressed, separators=(",", ":")))
             return found
 
     def _cloud_url(self, ticket_hash: str) -> str | None:
@@ -123,8 +126,7 @@ class HolderFeed:
         self.reads += 1
         with self._lock:
             for ticket_id in stale:
-                for key in [k for k in self._encoded if k[0] == ticket_id]:
-                    del self._encoded[key]
+                self._encoded.pop(ticket_id, None)
                 if ticket_id in fresh and (ticket_id in self._watched or ticket_id == wanted):
                     self._views[ticket_id] = fresh[ticket_id]
                 else:
