@@ -10,6 +10,12 @@ its turn for the GIL. Readers that wait with a ``Reader`` token (registered
 displays and desks, signed-in staff) are woken at once; the others (the
 crowd) when every first reader has come back for more, i.e. has written its
 answer, or after ``hold_s`` at most, whichever comes first.
+
+A ticket holder's stream is a first reader only for its own ticket: a
+``Reader(ticket_id)`` is woken with the office's screens by an event about
+that ticket (it was called, recalled, moved, ended), and with the crowd by any
+other event (a position moved, say). Each such reader waits on its own
+condition, so an event about one ticket wakes that ticket's streams alone.
 """
 
 from __future__ import annotations
@@ -23,9 +29,16 @@ from typing import Any
 
 
 class Reader:
-    """A first reader's token (see the module docstring); one per stream."""
+    """A first reader's token (see the module docstring); one per stream.
 
-    __slots__ = ()
+    ``ticket_id``: a holder's stream, first only for events about that ticket.
+    """
+
+    __slots__ = ("ticket_id", "_cond")
+
+    def __init__(self, ticket_id: str | None = None) -> None:
+        self.ticket_id = ticket_id
+        self._cond: threading.Condition | None = None
 
 
 class EventHub:
@@ -46,6 +59,7 @@ class EventHub:
         self._hold_until: float | None = None
         self._releaser: threading.Thread | None = None
         self._releaser_cond = threading.Condition(self._lock)
+        self._ticket_waiting: dict[str, set[Reader]] = {}  # holders' readers waiting now
 
     @property
     def last_seq(self) -> int:
@@ -58,9 +72,11 @@ class EventHub:
             for event in events:
                 self._seq += 1
                 self._events.append((self._seq, event))
+            woken = self._wake_holders(events)
             if self._first_waiting:
                 self._first.notify_all()
                 self._held |= self._first_waiting
+            if woken or self._first_waiting:
                 if self._hold_until is None:
                     self._hold_until = time.monotonic() + self.hold_s
                     self._start_releaser()
@@ -68,12 +84,31 @@ class EventHub:
             elif not self._held:
                 self._release()
 
+    def _wake_holders(self, events: list[dict[str, Any]]) -> bool:
+        """Wake the holders' readers of the tickets these events are about (under the lock)."""
+        if not self._ticket_waiting:
+            return False
+        woken = False
+        for ticket_id in {e.get("ticket_id") for e in events}:
+            readers = self._ticket_waiting.get(ticket_id) if ticket_id else None
+            if readers:
+                for reader in readers:
+                    assert reader._cond is not None
+                    reader._cond.notify()
+                self._held |= readers
+                woken = True
+        return woken
+
     def _release(self) -> None:
         """Let the crowd see everything published so far (under the lock)."""
         self._held.clear()
         self._hold_until = None
         self._crowd_seq = self._seq
         self._cond.notify_all()
+        for readers in self._ticket_waiting.values():
+            for reader in readers:
+                assert reader._cond is not None
+                reader._cond.notify()
 
     def _start_releaser(self) -> None:
         if self._releaser is None:
@@ -127,7 +162,9 @@ class EventHub:
                                         timeout)
                 return self._since(after)
             self._back(reader)
-            if after >= self._seq and not self._closed:
+            if reader.ticket_id is not None:
+                self._wait_holder(reader, after, timeout)
+            elif after >= self._seq and not self._closed:
                 self._first_waiting.add(reader)
                 try:
                     self._first.wait_for(lambda: self._seq > after or self._closed, timeout)
@@ -135,10 +172,37 @@ class EventHub:
                     self._first_waiting.discard(reader)
             return self._since(after)
 
+    def _wait_holder(self, reader: Reader, after: int, timeout: float) -> None:
+        """Wait as a holder: until an event about the ticket, or the crowd's release."""
+        if self._crowd_seq > after or self._closed:
+            return
+        if reader._cond is None:
+            reader._cond = threading.Condition(self._lock)
+        ticket_id = reader.ticket_id
+        assert ticket_id is not None
+        # Something about this ticket may be published but still held from the crowd.
+        published = self._since(after)
+        if published is None:
+            return  # fell behind the backlog: the caller reloads at once
+        if any(e.get("ticket_id") == ticket_id for _, e in published):
+            self._held.add(reader)
+            return
+        waiting = self._ticket_waiting.setdefault(ticket_id, set())
+        waiting.add(reader)
+        try:
+            reader._cond.wait_for(lambda: self._crowd_seq > after or reader in self._held
+                                  or self._closed, timeout)
+        finally:
+            waiting.discard(reader)
+            if not waiting and self._ticket_waiting.get(ticket_id) is waiting:
+                del self._ticket_waiting[ticket_id]
+
     def leave(self, reader: Reader) -> None:
         """A first reader's stream has ended: the crowd no longer waits for it."""
         with self._lock:
             self._first_waiting.discard(reader)
+            if reader.ticket_id is not None:
+                self._ticket_waiting.get(reader.ticket_id, set()).discard(reader)
             self._back(reader)
 
     def _back(self, reader: Reader) -> None:
@@ -154,6 +218,10 @@ class EventHub:
             self._cond.notify_all()
             self._first.notify_all()
             self._releaser_cond.notify_all()
+            for readers in self._ticket_waiting.values():
+                for reader in readers:
+                    assert reader._cond is not None
+                    reader._cond.notify()
 
     @property
     def closed(self) -> bool:

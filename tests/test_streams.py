@@ -614,3 +614,54 @@ def test_stream_cap_gives_503_and_gone_clients_free_their_slot(tmp_path: Path) -
         for s in streams:
             s.close()
         server.stop()
+
+
+@pytest.mark.slow
+def test_many_holders_each_get_their_own_view_from_the_shared_feed(live: dict[str, Any]) -> None:
+    drain_queue(live)
+    mine = [join(live, name=f"Holder {n}") for n in range(4)]
+    public = SSEClient(live["url"], "/api/v1/events")
+    holders = {t["id"]: SSEClient(live["url"], f"/api/v1/tickets/by-hash/{t['hash']}/events")
+               for t in mine}
+    try:
+        for n, t in enumerate(mine):
+            [first] = holders[t["id"]].until(event_named("ticket"))
+            assert first["data"]["position"] == n + 1
+        [state] = public.until(event_named("state"))
+        desk = live["office"]["desks"][0]["id"]
+        staff_post(live, f"/api/v1/desks/{desk}/call-next")
+        head = holders[mine[0]["id"]].until(lambda b: b["event"] == "ticket")[-1]
+        assert head["data"]["state"] == "CALLED" and head["data"]["id"] == mine[0]["id"]
+        for n, t in enumerate(mine[1:], start=1):
+            got = holders[t["id"]].until(lambda b: b["event"] == "ticket")[-1]["data"]
+            assert (got["id"], got["hash"], got["position"]) == (t["id"], t["hash"], n)
+            assert got["url"].endswith(f"/t/{t['hash']}")
+        # The public stream, resumed from before the call, misses nothing of it.
+        again = SSEClient(live["url"], "/api/v1/events",
+                          headers={"Last-Event-ID": state["id"]})
+        try:
+            called = again.until(lambda b: b["event"] == "ticket")[-1]
+            assert called["data"]["action"] == "called"
+            assert called["data"]["code"] == mine[0]["code"]
+        finally:
+            again.close()
+        # A holder who reconnects (with its last id) gets its view as it is now.
+        last = head["id"]
+        holders[mine[0]["id"]].close()
+        deadline = time.monotonic() + 10
+        while True:  # the closed streams' slots free up at their next heartbeat
+            holders[mine[0]["id"]] = SSEClient(
+                live["url"], f"/api/v1/tickets/by-hash/{mine[0]['hash']}/events",
+                headers={"Last-Event-ID": last})
+            if holders[mine[0]["id"]].status != 503 or time.monotonic() > deadline:
+                break
+            holders[mine[0]["id"]].close()
+            time.sleep(0.2)
+        assert holders[mine[0]["id"]].status == 200
+        [view] = holders[mine[0]["id"]].until(event_named("ticket"))
+        assert view["data"]["state"] == "CALLED"
+    finally:
+        public.close()
+        for h in holders.values():
+            h.close()
+        drain_queue(live)

@@ -31,7 +31,12 @@ ticket: over a cap 429 ``rate_limited``, when the server is full 503
 
 Fan-out: the public payload of a hub event is computed once (one short read)
 and the encoded frame shared by every viewer, so a call costs the same
-database work whether one display watches or five hundred.
+database work whether one display watches or five hundred. Holders' streams
+share the holder feed (``holder_feed.HolderFeed``): after a change, the views
+of every watched ticket it may touch are read once, together, and each
+stream writes its own ticket's ready-made JSON. A holder's stream is woken
+with the office's screens by a change of its own ticket (it was called), and
+with the crowd by the others (a position moved).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from flask import Response, request, stream_with_context
+from flask import Response, request
 
 from ..db import Store
 from ..domain import queues, status, tickets
@@ -57,6 +62,7 @@ from ..streamslots import CLIENT, TICKET, SlotLimits, SlotRefused, StreamSlots
 from . import blueprint
 from .clients import client_address, current_device
 from .errors import ApiError
+from .holder_feed import HolderFeed, touches
 from .tickets import held_ticket, holder_view
 
 RETRY_MS = 3000                # reconnect hint for a dropped stream
@@ -74,13 +80,19 @@ PUBLIC_TICKET_FIELDS = ("action", "code", "queue_id", "prev_queue_id", "state", 
 def sse_frame(event: str, data: Any, event_id: str | None = None,
               retry_ms: int | None = None) -> bytes:
     """One Server-Sent Event: optional ``retry`` and ``id``, the name, JSON data on one line."""
+    return sse_frame_json(event, json.dumps(data, separators=(",", ":")), event_id, retry_ms)
+
+
+def sse_frame_json(event: str, data_json: str, event_id: str | None = None,
+                   retry_ms: int | None = None) -> bytes:
+    """``sse_frame`` of data already encoded as JSON (one line)."""
     lines = []
     if retry_ms is not None:
         lines.append(f"retry: {retry_ms}")
     if event_id is not None:
         lines.append(f"id: {event_id}")
     lines.append(f"event: {event}")
-    lines.append("data: " + json.dumps(data, separators=(",", ":")))
+    lines.append("data: " + data_json)
     return ("\n".join(lines) + "\n\n").encode()
 
 
@@ -262,6 +274,7 @@ class StreamRegistry:
             per_client=settings.streams_per_client,
             per_ticket=settings.streams_per_ticket))
         self.feed = PublicFeed(store, hub, settings.default_service_s)
+        self.holders = HolderFeed(store, hub, settings)
 
 
 def registry(rt: Runtime) -> StreamRegistry:
@@ -397,38 +410,48 @@ def ticket_events(ticket_hash: str) -> Response:
         seq = rt.hub.last_seq
         with rt.store.read() as tx:
             view = holder_view(tx, tickets.get(tx, ticket.id))
-        chunks = stream_with_context(_ticket_chunks(rt, ticket.id, view, seq, _client_gone()))
+        chunks = _ticket_chunks(rt, registry(rt).holders, ticket.id, view, seq,
+                                request.host_url, _client_gone())
         return _sse_response(chunks, release)
     except BaseException:
         release()
         raise
 
 
-def _touches(event: dict[str, Any], ticket_id: str, queue_id: str) -> bool:
-    """Whether ``event`` may change the view of ``ticket_id`` waiting in ``queue_id``."""
-    return (event.get("ticket_id") == ticket_id or event.get("queue_id") == queue_id
-            or event.get("prev_queue_id") == queue_id or event.get("kind") == "desk")
+def _ticket_chunks(rt: Runtime, holders: HolderFeed, ticket_id: str, view: dict[str, Any],
+                   after: int, base_url: str, client_gone: Callable[[], bool]) -> Iterator[bytes]:
+    reader = Reader(ticket_id)
+    holders.watch(ticket_id)
+    try:
+        yield from _ticket_frames(rt, holders, reader, view, after, base_url, client_gone)
+    finally:
+        holders.unwatch(ticket_id)
+        rt.hub.leave(reader)
 
 
-def _ticket_chunks(rt: Runtime, ticket_id: str, view: dict[str, Any], after: int,
+def _ticket_frames(rt: Runtime, holders: HolderFeed, reader: Reader, view: dict[str, Any],
+                   after: int, base_url: str,
                    client_gone: Callable[[], bool]) -> Iterator[bytes]:
     hub = rt.hub
+    ticket_id = view["id"]
     pulse = _Pulse(rt.settings.sse_heartbeat_s)
     yield sse_frame("ticket", view, hub.event_id(after), RETRY_MS)
     while view["state"] not in TERMINAL:
         if hub.closed or client_gone():
             return
-        events = hub.wait(after, pulse.timeout())
+        events = hub.wait(after, pulse.timeout(), reader)
         if hub.closed:
             return
         chunk = b""
-        if events is None or any(_touches(e, ticket_id, view["queue_id"]) for _, e in events):
+        if events is None or any(touches(e, ticket_id, view["queue_id"]) for _, e in events):
             after = hub.last_seq if events is None else events[-1][0]
-            with rt.store.read() as tx:
-                fresh = holder_view(tx, tickets.get(tx, ticket_id))
+            found = holders.view(ticket_id, after, base_url)
+            if found is None:
+                return  # the ticket is gone
+            fresh, data = found
             if fresh != view:
                 view = fresh
-                chunk = sse_frame("ticket", view, hub.event_id(after))
+                chunk = sse_frame_json("ticket", data, hub.event_id(after))
         elif events:
             after = events[-1][0]
         if not chunk and pulse.due():

@@ -9,7 +9,6 @@ paths as on an office (``/api/v1/tickets/by-hash/…``, ``/api/v1/queues/…/tic
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from jonot_local.ids import is_ticket_hash
 from jonot_local.settings import Settings
 
 from . import receiver, relay
+from .fanout import GONE, Fanout, sse
 from .offices import office_for_token
 from .store import CloudStore, TransientError, open_cloud_store
 
@@ -71,6 +71,8 @@ class Cloud:
         self.limits = LookupLimits(settings.hash_lookup_per_min, settings.hash_miss_per_min,
                                    settings.hash_lookup_per_min * 20)
         self.stop = threading.Event()
+        self.fanout = Fanout(store, settings.cloud_stale_after_s, settings.default_service_s,
+                             settings.sse_heartbeat_s)
         self._sweeper = threading.Thread(target=self._sweep, name="cloud-expiry", daemon=True)
         self._sweeper.start()
 
@@ -85,6 +87,7 @@ class Cloud:
 
     def close(self) -> None:
         self.stop.set()
+        self.fanout.close()
         self.store.close()
 
 
@@ -265,64 +268,52 @@ def remote_join(queue_id: str) -> tuple[Response, int]:
     return resp, 202
 
 
-def _sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
-
-
 @api.get("/tickets/by-hash/<ticket_hash>/events")
 def ticket_events(ticket_hash: str) -> Response:
-    """Server-sent events: ``ticket`` on every change of the holder's view, ``end`` when over."""
+    """Server-sent events: ``ticket`` on every change of the holder's view, ``end`` when over.
+
+    The views come from the cloud's fan-out (``fanout.Fanout``): read once per change
+    of the office for all its streams, the streams whose own ticket changed woken first.
+    """
     row = _lookup(ticket_hash)
     rt = cloud()
     office_id = row["office_id"]
-    seen_first = rt.store.changes.seen(office_id)
+    seen = rt.store.changes.seen(office_id)
     first = _view(ticket_hash, row)
     heartbeat = rt.settings.sse_heartbeat_s
+    base = request.host_url.rstrip("/")
 
     def stream() -> Iterator[str]:
         view = first
-        key = relay.view_key(view) if view else ""
-        seen = seen_first
-        yield "retry: 3000\n\n" + _sse("ticket", view)
-        last_sent = time.monotonic()
-        while view is not None and view["state"] not in relay.TERMINAL and not rt.stop.is_set():
-            # Woken by a commit of this office (in any process, on PostgreSQL); the view
-            # is read again only then, or once per heartbeat.
-            rt.store.changes.wait(seen, max(0.5, heartbeat - (time.monotonic() - last_sent)),
-                                  office_id)
-            now_seen = rt.store.changes.seen(office_id)
-            if now_seen == seen and time.monotonic() - last_sent < heartbeat:
-                continue
-            seen = now_seen
-            view = _view_plain(ticket_hash, rt, base)
-            if view is None:
-                break
-            new_key = relay.view_key(view)
-            if new_key != key:
-                key = new_key
+        # Watched from the first step (a body never started is never closed into finally).
+        watch = (rt.fanout.watch(office_id, row["ticket_id"], ticket_hash, base, first, seen)
+                 if first is not None else None)
+        try:
+            yield "retry: 3000\n\n" + sse("ticket", view)
+            last_sent = time.monotonic()
+            while (watch is not None and view is not None
+                   and view["state"] not in relay.TERMINAL and not rt.stop.is_set()):
+                got = rt.fanout.next(watch, max(0.0, heartbeat - (time.monotonic() - last_sent)))
+                if got == GONE:
+                    view = None
+                    break
                 last_sent = time.monotonic()
-                yield _sse("ticket", view)
-            elif time.monotonic() - last_sent >= heartbeat:
-                last_sent = time.monotonic()
-                yield ": keep-alive\n\n"
-        yield _sse("end", {"state": view["state"] if view else None})
+                if got is None:
+                    if not rt.stop.is_set():
+                        yield ": keep-alive\n\n"
+                    continue
+                assert not isinstance(got, str)
+                view, frame = got
+                yield frame
+            yield sse("end", {"state": view["state"] if view else None})
+        finally:
+            if watch is not None:
+                rt.fanout.unwatch(watch)
 
-    base = request.host_url.rstrip("/")
     resp = Response(stream(), mimetype="text/event-stream")
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["X-Accel-Buffering"] = "no"
     return resp
-
-
-def _view_plain(ticket_hash: str, rt: Cloud, base: str) -> dict[str, Any] | None:
-    """The holder view outside a request (inside a stream)."""
-    with rt.store.read() as tx:
-        row = relay.find_by_hash(tx, ticket_hash)
-        if row is None:
-            return None
-        return relay.holder_view(tx, row, url=f"{base}/t/{ticket_hash}",
-                                 stale_after_s=rt.settings.cloud_stale_after_s,
-                                 default_service_s=rt.settings.default_service_s)
 
 
 # -- the ticket page ------------------------------------------------------------------------------

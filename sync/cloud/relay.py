@@ -79,22 +79,36 @@ def holder_view(tx: Tx, ticket: dict[str, Any], *, url: str, stale_after_s: floa
     (a refusal or a note in words), ``updated_at_office`` (when the office last
     pushed), ``stale`` (silent longer than ``stale_after_s``) and ``source_of_truth``.
     """
-    now = _now(now)
-    payload = json.loads(ticket["payload"])
-    state = ticket["state"]
     queue = _entity(tx, "queue", ticket["queue_id"]) or {}
-    desk = _entity(tx, "desk", ticket["desk_id"])
     office = tx.one("SELECT last_push_at FROM office WHERE office_id = ?",
                     (ticket["office_id"],)) or {}
-    last_push = office.get("last_push_at")
-    quiet_s = (now - parse_iso(last_push)).total_seconds() if last_push else None
-    position = wait = None
-    if state == "WAITING" and ticket["order_key"] is not None:
+    ahead = None
+    if ticket["state"] == "WAITING" and ticket["order_key"] is not None:
         row = tx.one(
             "SELECT COUNT(*) AS n FROM ticket WHERE queue_id = ? AND state = 'WAITING' AND "
             "(prio > ? OR (prio = ? AND order_key < ?))",
             (ticket["queue_id"], ticket["prio"], ticket["prio"], ticket["order_key"]))
         ahead = int((row or {}).get("n") or 0)
+    return compose_view(ticket, queue=queue, desk=_entity(tx, "desk", ticket["desk_id"]),
+                        last_push=office.get("last_push_at"), ahead=ahead,
+                        now_serving=_now_serving(tx, ticket["queue_id"], queue), url=url,
+                        stale_after_s=stale_after_s, default_service_s=default_service_s,
+                        now=now)
+
+
+def compose_view(ticket: dict[str, Any], *, queue: dict[str, Any], desk: dict[str, Any] | None,
+                 last_push: str | None, ahead: int | None, now_serving: dict[str, Any] | None,
+                 url: str, stale_after_s: float, default_service_s: float,
+                 now: datetime | None = None) -> dict[str, Any]:
+    """``holder_view`` from what was read for it: the ticket's row, its queue's and desk's
+    payloads, the office's last push, the waiting tickets ahead (``None`` unless it waits)
+    and the queue's now serving. The fan-out reads these for many tickets at once."""
+    now = _now(now)
+    payload = json.loads(ticket["payload"])
+    state = ticket["state"]
+    quiet_s = (now - parse_iso(last_push)).total_seconds() if last_push else None
+    position = wait = None
+    if ahead is not None:
         position = ahead + 1
         per = float(queue.get("service_time_s") or queue.get("avg_service_s")
                     or default_service_s)
@@ -112,7 +126,7 @@ def holder_view(tx: Tx, ticket: dict[str, Any], *, url: str, stale_after_s: floa
         "updated_at": payload.get("updated_at", ticket["updated_at"]),
         "version": ticket["version"],
         "position": position, "estimated_wait_s": wait,
-        "now_serving": _now_serving(tx, ticket["queue_id"], queue),
+        "now_serving": now_serving,
         "desk_name": desk.get("name") if desk and state == "CALLED" else None,
         "queue_name": queue.get("name", ""),
         "url": url,
@@ -123,6 +137,11 @@ def holder_view(tx: Tx, ticket: dict[str, Any], *, url: str, stale_after_s: floa
         "source_of_truth": "cloud copy of the office",
     }
     return data
+
+
+def now_serving(tx: Tx, queue_id: str, queue: dict[str, Any]) -> dict[str, Any] | None:
+    """What the queue's payload says is being served, else its latest call the cloud holds."""
+    return _now_serving(tx, queue_id, queue)
 
 
 def _now_serving(tx: Tx, queue_id: str, queue: dict[str, Any]) -> dict[str, Any] | None:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,12 @@ class Changes:
         self.count = 0  # every change
         self._everyone = 0  # changes of unknown offices (e.g. after a reconnect)
         self._per_office: dict[str, int] = {}
+        self._listeners: list[Callable[[set[str] | None], None]] = []
+
+    def subscribe(self, listener: Callable[[set[str] | None], None]) -> None:
+        """Call ``listener(office_ids)`` after every bump (``None``: any office); it must be
+        quick (it runs in the committing thread, or the LISTEN thread)."""
+        self._listeners.append(listener)
 
     def bump(self, office_ids: set[str] | None = None) -> None:
         """Count a change of these offices (``None``: possibly of any office)."""
@@ -152,6 +159,8 @@ class Changes:
                 for office_id in office_ids:
                     self._per_office[office_id] = self._per_office.get(office_id, 0) + 1
             self._cond.notify_all()
+        for listener in list(self._listeners):
+            listener(office_ids)
 
     def seen(self, office_id: str | None = None) -> tuple[int, int]:
         """A token for ``wait``: the watched counter now (of the office, when given)."""
@@ -308,6 +317,10 @@ class PostgresCloudStore(CloudStore):
 
     def __init__(self, url: str, pool_size: int = 8, listen: bool = True) -> None:
         super().__init__()
+        # Each NOTIFY names this process, so its LISTEN thread knows its own commits
+        # (already counted when they committed) and does not wake everything twice.
+        self.process_tag = secrets.token_hex(6)
+        self.echoes_skipped = 0
         try:
             import psycopg
             from psycopg.rows import dict_row
@@ -377,7 +390,8 @@ class PostgresCloudStore(CloudStore):
                 tx = Tx(cur, "postgres")
                 yield tx
                 for office_id in sorted(tx.changed):
-                    cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, office_id))
+                    cur.execute("SELECT pg_notify(%s, %s)",
+                                (NOTIFY_CHANNEL, f"{self.process_tag} {office_id}"))
         except psycopg.OperationalError as exc:
             raise TransientError(str(exc)) from exc
         finally:
@@ -405,7 +419,11 @@ class PostgresCloudStore(CloudStore):
                     self.changes.bump()  # anything missed while not listening
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5, stop_after=1):
-                            self.changes.bump({note.payload})
+                            tag, _, office_id = note.payload.rpartition(" ")
+                            if tag == self.process_tag:
+                                self.echoes_skipped += 1
+                                continue
+                            self.changes.bump({office_id})
             except psycopg.Error as exc:
                 log.warning("cloud: LISTEN connection lost (%s); retrying", exc)
                 self._stop.wait(1.0)
