@@ -181,22 +181,29 @@ def test_a_restore_starts_a_new_epoch(tmp_path):
 
 
 def test_join_cost_with_the_outbox_stays_small(tmp_path):
-    """The outbox adds one snapshot read and one insert to a join: well under 1 ms
-    (timed inside the hook: a join's total is dominated by its fsync)."""
+    """The outbox adds one snapshot read, one sequence read and one insert to a join,
+    whatever the outbox already holds (its time is measured in bench/, not here)."""
     store = office_app(tmp_path).extensions["jonot"].store
     q, _ = setup(store)
-    hook, spent = store.before_commit[0], [0.0]
+    hook, counts = store.before_commit[0], []
 
-    def timed(tx: Any) -> None:
-        t0 = time.perf_counter()
-        hook(tx)
-        spent[0] += time.perf_counter() - t0
+    def counted(tx: Any) -> None:
+        ran: list[str] = []
+        tx.conn.set_trace_callback(ran.append)
+        try:
+            hook(tx)
+        finally:
+            tx.conn.set_trace_callback(None)
+        counts.append(len([sql for sql in ran if not sql.lstrip().upper().startswith(
+            ("SAVEPOINT", "RELEASE"))]))
 
-    store.before_commit[0] = timed
+    store.before_commit[0] = counted
     for _ in range(100):
         with store.write() as tx:
             tickets.join(tx, q.id)
-    assert spent[0] / 100 < 0.001
+    assert len(counts) == 100
+    assert max(counts) <= 3, counts
+    assert counts[0] == counts[-1]  # no statement more with 100 entries in the outbox
     assert len(entries(store)) == 3 + 100
 
 
