@@ -235,7 +235,9 @@ def test_a_second_copy_of_one_history_is_frozen_before_it_applies(backend, cloud
     assert copy.push([begin, q, _epoch_entry(copy, "end")])["action"] == "ok"
     _, later = office.ticket(queue_id, 2)
     assert office.push([later])["action"] == "rotate"  # the old history goes on ...
-    answer = office.push([_new_epoch(office), later])  # ... and starts over: a second copy
+    begin = _new_epoch(office)
+    _, later = office.ticket(queue_id, 2, ticket_id=later["entity_id"])
+    answer = office.push([begin, later])  # ... and starts over: a second copy
     assert answer["action"] == "frozen" and "copied" in answer["message"]
     assert copy.push([])["action"] == "frozen"
     with backend.store.read() as tx:
@@ -249,9 +251,9 @@ def test_a_second_copy_of_one_history_is_frozen_before_it_applies(backend, cloud
 
     chosen = FakeOffice(office.base, reenrol_office(backend.store, office.office_id),
                         office.office_id)
-    chosen.install_id, chosen.epoch_id, chosen.seq = office.install_id, office.epoch_id, 2
-    assert chosen.push([])["action"] == "rotate"
-    assert chosen.push([_new_epoch(chosen)])["action"] == "ok"
+    chosen.install_id, chosen.epoch_id = office.install_id, office.epoch_id
+    answer = chosen.push([begin, later])  # the epoch it had begun is taken now
+    assert (answer["action"], answer["acked_seq"]) == ("ok", 2)
 
 
 def test_two_new_epochs_from_one_are_a_copy_but_restores_are_not(backend, cloud):
