@@ -187,11 +187,13 @@ def sync_status(tx: Tx, configured: bool, heartbeat_s: float = 30.0) -> dict[str
     st = tx.one("SELECT * FROM sync_state WHERE id = 1")
     ident = tx.one("SELECT epoch_id FROM sync_identity WHERE id = 1")
     backlog = tx.one("SELECT COUNT(*) AS n FROM outbox WHERE seq > ?", (st["acked_seq"],))["n"]
+    # (read-only readers may meet a database the server has not migrated yet)
+    code = st["last_error_code"] if "last_error_code" in st.keys() else None  # noqa: SIM118 - a sqlite3.Row
     if not configured:
         state = "off"
     elif st["frozen_at"]:
         state = "frozen"
-    elif st["last_error_code"] in REFUSED_CODES and st["last_error_at"] and (
+    elif code in REFUSED_CODES and st["last_error_at"] and (
             st["last_ok_at"] is None or st["last_error_at"] > st["last_ok_at"]):
         state = "refused"
     elif st["last_ok_at"] and (st["last_error_at"] is None
@@ -203,7 +205,7 @@ def sync_status(tx: Tx, configured: bool, heartbeat_s: float = 30.0) -> dict[str
     last_error = st["frozen_message"] if state == "frozen" else st["last_error"]
     return {"state": state, "last_push_ok_at": st["last_ok_at"], "backlog": int(backlog),
             "last_error": last_error,
-            "error_code": "frozen" if state == "frozen" else st["last_error_code"],
+            "error_code": "frozen" if state == "frozen" else code,
             "clock_skew_s": st["clock_skew_s"],
             "epoch_id": ident["epoch_id"] if ident else None}
 
