@@ -334,6 +334,38 @@ def test_a_refusal_is_recorded_and_backed_off_not_spun(tmp_path, cloud):
     assert sync["state"] == "offline" and "refused" in sync["last_error"]
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_token_is_shown_and_tried_again_only_after_minutes(tmp_path, cloud, status):
+    app = office_app(tmp_path, cloud.url)
+    rt = app.extensions["jonot"]
+    setup(rt.store)
+    cloud.faults.extend([status] * 50)
+    worker = run_worker(rt.store, rt.settings, cloud)
+    try:
+        assert cloud.wait_for(lambda: cloud.pushes >= 1)
+        time.sleep(1.5)
+        assert cloud.pushes == 1  # the next try is BACKOFF_MAX_S away
+    finally:
+        worker.stop()
+    sync = app.test_client().get("/api/v1/health").get_json()["sync"]
+    assert sync["state"] == "refused" and "refused" in sync["last_error"]
+    assert sync["error_code"] == ("unauthorized" if status == 401 else "forbidden")
+    page = text_of_system(app)
+    assert "(wrong or revoked)" in page
+
+
+def text_of_system(app: Any) -> str:
+    from jonot_local.domain import users
+
+    from .support import ADMIN
+    from .test_pages_admin import sign_in
+
+    with app.extensions["jonot"].store.write() as tx:
+        users.create_user(tx, ADMIN[0], ADMIN[1], role="admin")
+    client = sign_in(app.test_client(), ADMIN)
+    return client.get("/admin/system").get_data(as_text=True)
+
+
 def test_retry_after_is_honoured_and_backoff_has_full_jitter():
     backoff = Backoff(rng=lambda: 1.0)
     assert [backoff.next() for _ in range(12)][-3:] == [300.0, 300.0, 300.0]
