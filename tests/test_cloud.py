@@ -185,6 +185,23 @@ def test_two_installs_alternating_under_one_token_freeze(backend, cloud):
     assert (answer["action"], answer["acked_seq"], answer["applied"]) == ("ok", 2, 2)
 
 
+def test_a_second_install_polling_first_is_frozen_and_gets_no_command(backend, cloud):
+    office, queue_id = office_with_queue(backend, cloud)
+    r = requests.post(f"{cloud.url}/api/v1/queues/{queue_id}/tickets", json={}, timeout=10)
+    assert r.status_code == 202
+    clone = FakeOffice(office.base, office.token, office.office_id)
+    got = clone.session.get(cloud.url + "/api/v1/sync/actions", timeout=10,
+                            params={"after": 0, "wait": 0, "install_id": clone.install_id})
+    assert got.status_code == 200
+    body = got.json()
+    assert body["actions"] == [] and body["frozen"] is True and "re-enrol" in body["message"]
+    with backend.store.read() as tx:
+        cmd = tx.one("SELECT state, cmd_seq FROM command WHERE office_id = ?",
+                     (office.office_id,))
+    assert (cmd["state"], cmd["cmd_seq"]) == ("pending", None)  # never handed out
+    assert office.push([])["action"] == "frozen"
+
+
 def _epoch_entry(office: FakeOffice, phase: str, previous: str | None = None,
                  reason: str = "rotate", tickets: int = 0) -> dict:
     payload = ({"epoch_id": office.epoch_id, "phase": "begin", "previous_epoch_id": previous,
