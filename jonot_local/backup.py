@@ -32,7 +32,7 @@ from sqlite_utils import Database
 from .db import BUSY_TIMEOUT_MS, DB_FILENAME, connect, make_private_dir
 from .migrations import MIGRATIONS, migrate
 from .services import PeriodicThread
-from .timeutil import utcnow_iso
+from .timeutil import parse_iso, utcnow_iso
 
 log = logging.getLogger("jonot_local.backup")
 
@@ -280,6 +280,9 @@ class RestoreResult:
     previous: Path | None  # where the replaced database was moved, if there was one
     migrations_applied: list[str]
     restored_at: str
+    #: queue id → (from, to) for counters moved ahead by a guess, because the replaced
+    #: database could not tell which numbers it had issued after the backup.
+    numbers_advanced: dict[str, tuple[int, int]] | None = None
 
 
 def restore_database(data_dir: Path, source: Path, other_location: bool = False) -> RestoreResult:
@@ -332,13 +335,14 @@ def restore_database(data_dir: Path, source: Path, other_location: bool = False)
             restored_at = utcnow_iso()
             conn.execute("BEGIN IMMEDIATE")
             _carry_counters_forward(conn, carried)
+            advanced = _advance_unknown_counters(conn, carried)
             conn.execute("INSERT INTO settings (key, value) VALUES ('restored_at', ?) "
                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                          (restored_at,))
             conn.execute("COMMIT")
         finally:
             conn.close()
-    return RestoreResult(target, previous, applied, restored_at)
+    return RestoreResult(target, previous, applied, restored_at, advanced)
 
 
 def _read_location(db_path: Path) -> tuple[str, str] | None:
@@ -414,6 +418,45 @@ def _carry_counters_forward(conn: sqlite3.Connection, carried: dict[str, int]) -
     for queue_id, last in carried.items():
         conn.execute("UPDATE queues SET last_number = MAX(last_number, ?) WHERE id = ?",
                      (last, queue_id))
+
+
+#: The least a counter moves ahead per day of a backup's age when the numbers issued
+#: after the backup are unknown (see ``_advance_unknown_counters``).
+UNKNOWN_NUMBERS_PER_DAY = 100
+
+
+def _advance_unknown_counters(conn: sqlite3.Connection, carried: dict[str, int],
+                              now: datetime | None = None) -> dict[str, tuple[int, int]]:
+    """Move ahead the counters of queues whose numbers after the backup are unknown.
+
+    When the replaced database is missing or unreadable (the old disk died, the
+    backup goes onto a new machine) nothing tells which numbers were handed out
+    after the backup, and the office may issue tickets before it reaches the
+    cloud. Each such counter moves ahead by the most tickets the queue issued in
+    one day of the backup's history (at least ``UNKNOWN_NUMBERS_PER_DAY``) for
+    every day, begun, since the backup's last ticket: a jump in the numbers,
+    never a number shown twice. The cloud's highest numbers move it further on
+    the first push.
+    """
+    now = now or datetime.now(UTC)
+    rows = conn.execute(
+        "SELECT q.id, q.last_number, (SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM tickets t "
+        "WHERE t.origin_queue_id = q.id GROUP BY substr(t.created_at, 1, 10))) "
+        "FROM queues q").fetchall()
+    newest = conn.execute("SELECT MAX(created_at) FROM tickets").fetchone()[0]
+    days = 1
+    if newest:
+        with contextlib.suppress(ValueError):
+            days = max(1, int((now - parse_iso(newest)).total_seconds() // 86_400) + 1)
+    advanced: dict[str, tuple[int, int]] = {}
+    for queue_id, last, busiest in rows:
+        if queue_id in carried:
+            continue
+        step = max(UNKNOWN_NUMBERS_PER_DAY, int(busiest or 0)) * days
+        advanced[queue_id] = (int(last), int(last) + step)
+        conn.execute("UPDATE queues SET last_number = ? WHERE id = ?",
+                     (int(last) + step, queue_id))
+    return advanced
 
 
 def _check_file(path: Path) -> None:

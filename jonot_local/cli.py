@@ -446,6 +446,10 @@ def restore(data_dir: Path | None, file: Path, other_location: bool) -> None:
     click.echo(f"Restored {file} into {result.database}")
     if result.previous is not None:
         click.echo(f"The replaced database was kept as {result.previous}")
+    if result.numbers_advanced:
+        click.echo("Ticket numbers issued after this backup are unknown here, so the "
+                   "counters move ahead (no number is shown twice): " + ", ".join(
+                       f"{q} {a}→{b}" for q, (a, b) in sorted(result.numbers_advanced.items())))
 
 
 # -- the cloud instance (SPEC §8, §10) -------------------------------------------------------

@@ -442,6 +442,12 @@ def _display_language(db: Database) -> None:
     db.execute("ALTER TABLE displays ADD COLUMN language TEXT")
 
 
+@MIGRATIONS(name="0013_sync_error_code")
+def _sync_error_code(db: Database) -> None:
+    """The stable code of the cloud's last refusal (``unauthorized``, ``revoked``…)."""
+    db.execute("ALTER TABLE sync_state ADD COLUMN last_error_code TEXT")
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every pending migration; returns the names applied.
 

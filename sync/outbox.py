@@ -165,26 +165,48 @@ def _restored_at(tx: Tx) -> str | None:
     return row["value"] if row else None
 
 
-def needs_new_epoch(tx: Tx) -> str | None:
-    """Why this database cannot continue its epoch (words), or None when it can."""
+#: Why an epoch began (``protocol.EPOCH_REASONS``), in words for the log.
+EPOCH_REASON_WORDS = {"first": "first start with sync",
+                      "restore": "the database was restored from a backup",
+                      "sync_off": "changes were made while sync was off",
+                      "rotate": "the cloud asked for a new epoch"}
+
+
+def new_epoch_reason(tx: Tx) -> str | None:
+    """Why this database cannot continue its epoch (a ``protocol.EPOCH_REASONS`` code),
+    or None when it can."""
     ident = identity(tx)
     if not ident["epoch_id"]:
-        return "first start with sync"
+        return "first"
     if ident["restore_mark"] != _restored_at(tx):
-        return "the database was restored from a backup"
+        return "restore"
     if not ident["recording"]:
-        return "changes were made while sync was off"
+        return "sync_off"
     return None
 
 
-def start_epoch(tx: Tx, max_numbers: dict[str, int] | None = None) -> str:
+def needs_new_epoch(tx: Tx) -> str | None:
+    """Why this database cannot continue its epoch (words), or None when it can."""
+    reason = new_epoch_reason(tx)
+    return EPOCH_REASON_WORDS[reason] if reason else None
+
+
+def start_epoch(tx: Tx, max_numbers: dict[str, int] | None = None,
+                reason: str = "rotate") -> str:
     """Begin a new epoch in this transaction: empty the outbox, number from 1 again, and
     write a full snapshot of every entity. ``max_numbers`` (queue id → the highest
     number the cloud has seen) moves the queues' counters past those numbers, so no
-    visible number is ever reused. Returns the new epoch id."""
+    visible number is ever reused. Returns the new epoch id.
+
+    The snapshot is framed by two ``epoch`` entries: seq 1 says which epoch this one
+    follows and why (``reason``, one of ``protocol.EPOCH_REASONS``), so the cloud can
+    tell a second copy of one history (a cloned disk) before applying anything of
+    it; the last says the snapshot is complete, so the cloud retires the tickets
+    of earlier epochs that this database no longer has."""
     for queue_id, number in (max_numbers or {}).items():
         tx.execute("UPDATE queues SET last_number = MAX(last_number, ?) WHERE id = ?",
                    (int(number), str(queue_id)))
+    previous = identity(tx)["epoch_id"]
     tx.execute("DELETE FROM outbox")
     tx.execute("DELETE FROM sqlite_sequence WHERE name = 'outbox'")
     epoch_id = new_ulid()
@@ -192,7 +214,10 @@ def start_epoch(tx: Tx, max_numbers: dict[str, int] | None = None) -> str:
                "recording = 1 WHERE id = 1", (epoch_id, utcnow_iso(), _restored_at(tx)))
     tx.execute("UPDATE sync_state SET acked_seq = 0, frozen_at = NULL, frozen_message = NULL "
                "WHERE id = 1")
-    rows: list[tuple[str, str, int | None, dict[str, Any]]] = []
+    rows: list[tuple[str, str, int | None, dict[str, Any]]] = [
+        ("epoch", epoch_id, 1, {"epoch_id": epoch_id, "phase": "begin",
+                                "previous_epoch_id": previous, "reason": reason})]
+    tickets = 0
 
     def add(entity: str, entity_id: str) -> None:
         snap = _SNAPSHOTS[entity](tx, entity_id)
@@ -205,12 +230,15 @@ def start_epoch(tx: Tx, max_numbers: dict[str, int] | None = None) -> str:
             add(entity, r["id"])
     for r in tx.all("SELECT id FROM tickets ORDER BY id"):
         add("ticket", r["id"])
+        tickets += 1
         if len(rows) >= 1000:
             append(tx, rows)
             rows = []
     for r in tx.all("SELECT * FROM applied_commands ORDER BY cmd_seq"):
         rows.append(command_row(r["cmd_seq"], r["command_id"], r["result"], r["reason"],
                                 r["ticket_id"]))
+    rows.append(("epoch", epoch_id, 2, {"epoch_id": epoch_id, "phase": "end",
+                                        "tickets": tickets}))
     append(tx, rows)
     return epoch_id
 
@@ -226,15 +254,15 @@ def command_row(cmd_seq: int, command_id: str, result: str, reason: str | None,
 def install(store: Store) -> str | None:
     """Record this store's changes from now on; start a new epoch if continuity is broken.
 
-    Returns why a new epoch began, or None.
+    Returns why a new epoch began (words), or None.
     """
     with store.write() as tx:
-        why = needs_new_epoch(tx)
-        if why:
-            start_epoch(tx)
+        reason = new_epoch_reason(tx)
+        if reason:
+            start_epoch(tx, reason=reason)
     if record not in store.before_commit:
         store.before_commit.append(record)
-    return why
+    return EPOCH_REASON_WORDS[reason] if reason else None
 
 
 def stop_recording(store: Store) -> None:

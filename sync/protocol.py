@@ -17,7 +17,9 @@ office moves its cursor to ``acked_seq`` only from this answer. ``rotate``:
 the cloud saw this epoch diverge (a restored database) — start a new epoch
 and push a full snapshot; ``max_numbers`` tells the highest ticket number the
 cloud has seen per queue so the office's counters move past them. ``frozen``:
-two installs share one identity — stop pushing, alert the admin.
+another install, or a copy of this database, uses the same token — stop
+pushing, alert the admin; nothing of the push was applied. An unknown token
+gets 401 ``{"code": "unauthorized"}``, a revoked one 403 ``{"code": "revoked"}``.
 
 An ``Entry`` is the full current snapshot of one entity (so replays and
 skipped intermediate versions are harmless)::
@@ -25,7 +27,7 @@ skipped intermediate versions are harmless)::
     {"seq": int, "entity": one of ENTITIES, "entity_id": str, "version": int,
      "payload": {...}, "entry_hash": entry_hash(...)}
 
-``GET /api/v1/sync/actions?after=N&wait=S`` — long-poll (S ≤ MAX_WAIT_S) for
+``GET /api/v1/sync/actions?after=N&wait=S&install_id=I`` — long-poll (S ≤ MAX_WAIT_S) for
 commands relayed by the cloud, ``{"actions": [Action, ...]}`` with
 ``Action = {"cmd_seq": int, "command_id": str, "kind": "join" | "cancel",
 "payload": {...}, "created_at": str}``, ``cmd_seq`` contiguous per office.
@@ -60,8 +62,14 @@ MAX_WAIT_S = 25
 
 #: What an outbox entry can describe. ``command`` entries carry the result of a
 #: relayed action: ``{"cmd_seq", "command_id", "result": "applied"|"rejected",
-#: "reason": str|None, "ticket_id": str|None}``.
-ENTITIES = ("location", "queue", "desk", "display", "ticket", "command")
+#: "reason": str|None, "ticket_id": str|None}``. ``epoch`` entries (``entity_id`` =
+#: the epoch id) frame an epoch's full snapshot: version 1 at seq 1, ``{"epoch_id",
+#: "phase": "begin", "previous_epoch_id": str|None, "reason": one of EPOCH_REASONS}``;
+#: version 2 after the snapshot's last entry, ``{"epoch_id", "phase": "end",
+#: "tickets": int}``.
+ENTITIES = ("location", "queue", "desk", "display", "ticket", "command", "epoch")
+#: Why an office began an epoch (the ``reason`` of its ``epoch`` begin entry).
+EPOCH_REASONS = ("first", "restore", "sync_off", "rotate")
 ACTION_KINDS = ("join", "cancel")
 REJECT_REASONS = ("queue_closed", "not_found", "invalid", "invalid_transition", "conflict",
                   "already_called", "already_completed", "already_skipped", "already_canceled",

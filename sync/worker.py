@@ -45,6 +45,8 @@ log = logging.getLogger("jonot_local.sync")
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 300.0
 PRUNE_EVERY_S = 600.0
+#: Codes of the cloud's refusals of the token itself (401/403).
+REFUSED_CODES = ("unauthorized", "revoked", "forbidden")
 
 
 # -- talking to the cloud ------------------------------------------------------------------
@@ -53,10 +55,16 @@ class CloudError(Exception):
     """A request to the cloud failed; ``str()`` says why in words."""
 
     def __init__(self, message: str, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.code = code  # the cloud's stable code (``unauthorized``, ``revoked``…)
+
+    @property
+    def refused(self) -> bool:
+        """The cloud refused this office's token: retrying soon cannot help."""
+        return self.status in (401, 403)
 
 
 class CloudClient:
@@ -84,9 +92,10 @@ class CloudClient:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:  # noqa: S310
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
-            detail = _detail(exc)
+            detail, code = _detail(exc)
             raise CloudError(_http_words(exc.code, detail), status=exc.code,
-                             retry_after=_retry_after(exc.headers.get("Retry-After"))) from None
+                             retry_after=_retry_after(exc.headers.get("Retry-After")),
+                             code=code) from None
         except (urllib.error.URLError, OSError) as exc:
             raise CloudError(_network_words(self.base_url, exc)) from None
         try:
@@ -98,14 +107,17 @@ class CloudClient:
         return answer
 
 
-def _detail(exc: urllib.error.HTTPError) -> str:
+def _detail(exc: urllib.error.HTTPError) -> tuple[str, str | None]:
+    """The refusal's words and stable code from the cloud's JSON problem, if any."""
     try:
         body = json.loads(exc.read() or b"{}")
     except (ValueError, OSError):
-        return ""
+        return "", None
     if isinstance(body, dict):
-        return str(body.get("detail") or body.get("message") or body.get("title") or "")
-    return ""
+        code = body.get("code")
+        return (str(body.get("detail") or body.get("message") or body.get("title") or ""),
+                str(code)[:40] if code else None)
+    return "", None
 
 
 def _http_words(status: int, detail: str) -> str:
@@ -168,15 +180,22 @@ class Backoff:
 # -- the sync state, for health and the CLI --------------------------------------------------
 
 def sync_status(tx: Tx, configured: bool, heartbeat_s: float = 30.0) -> dict[str, Any]:
-    """``{"state": "off"|"online"|"offline"|"frozen", "last_push_ok_at", "backlog",
-    "last_error", "clock_skew_s", "epoch_id"}`` read from the database."""
+    """``{"state": "off"|"online"|"offline"|"frozen"|"refused", "last_push_ok_at",
+    "backlog", "last_error", "error_code", "clock_skew_s", "epoch_id"}`` read from the
+    database. ``refused``: the cloud refused the token (wrong or revoked) since the last
+    push that went through."""
     st = tx.one("SELECT * FROM sync_state WHERE id = 1")
     ident = tx.one("SELECT epoch_id FROM sync_identity WHERE id = 1")
     backlog = tx.one("SELECT COUNT(*) AS n FROM outbox WHERE seq > ?", (st["acked_seq"],))["n"]
+    # (read-only readers may meet a database the server has not migrated yet)
+    code = st["last_error_code"] if "last_error_code" in st.keys() else None  # noqa: SIM118 - a sqlite3.Row
     if not configured:
         state = "off"
     elif st["frozen_at"]:
         state = "frozen"
+    elif code in REFUSED_CODES and st["last_error_at"] and (
+            st["last_ok_at"] is None or st["last_error_at"] > st["last_ok_at"]):
+        state = "refused"
     elif st["last_ok_at"] and (st["last_error_at"] is None
                                or st["last_ok_at"] >= st["last_error_at"]) \
             and (utcnow() - parse_iso(st["last_ok_at"])).total_seconds() < 3 * heartbeat_s + 10:
@@ -185,7 +204,9 @@ def sync_status(tx: Tx, configured: bool, heartbeat_s: float = 30.0) -> dict[str
         state = "offline"
     last_error = st["frozen_message"] if state == "frozen" else st["last_error"]
     return {"state": state, "last_push_ok_at": st["last_ok_at"], "backlog": int(backlog),
-            "last_error": last_error, "clock_skew_s": st["clock_skew_s"],
+            "last_error": last_error,
+            "error_code": "frozen" if state == "frozen" else code,
+            "clock_skew_s": st["clock_skew_s"],
             "epoch_id": ident["epoch_id"] if ident else None}
 
 
@@ -323,7 +344,7 @@ class SyncWorker:
         try:
             answer = self.client.request("POST", f"{PREFIX}/push", body)
         except CloudError as exc:
-            self._record_error(str(exc))
+            self._record_error(str(exc), exc)
             raise
         received = time.time()
         self._handle_answer(meta, entries, answer, (sent + received) / 2)
@@ -347,12 +368,7 @@ class SyncWorker:
             if outbox.identity(tx)["epoch_id"] != meta["epoch_id"]:
                 return  # the epoch changed meanwhile: this answer is about the old one
             if action == "frozen":
-                message = str(answer.get("message") or "the cloud froze this office: another "
-                              "installation uses the same identity; re-enrol one of them")
-                tx.execute("UPDATE sync_state SET frozen_at = ?, frozen_message = ?, "
-                           "clock_skew_s = COALESCE(?, clock_skew_s) WHERE id = 1",
-                           (now, message, skew))
-                log.error("sync frozen: %s", message)
+                self._freeze(str(answer.get("message") or ""), tx, skew)
                 return
             if action == "rotate" or not isinstance(acked, int) or acked > meta["head_seq"] \
                     or (meta["oldest"] is not None and acked < meta["oldest"] - 1):
@@ -368,14 +384,30 @@ class SyncWorker:
                     tx.execute("UPDATE queues SET last_number = ? WHERE id = ? "
                                "AND last_number < ?", (int(number), str(queue_id), int(number)))
             tx.execute("UPDATE sync_state SET last_ok_at = ?, last_error = NULL, "
-                       "last_error_at = NULL, clock_skew_s = COALESCE(?, clock_skew_s) "
-                       "WHERE id = 1", (now, skew))
+                       "last_error_at = NULL, last_error_code = NULL, "
+                       "clock_skew_s = COALESCE(?, clock_skew_s) WHERE id = 1", (now, skew))
 
-    def _record_error(self, message: str) -> None:
+    def _freeze(self, message: str, tx: Tx | None = None, skew: float | None = None) -> None:
+        """Stop pushing and pulling and show the cloud's alert (until the next start)."""
+        message = message or ("the cloud froze this office: another installation uses the "
+                              "same identity; re-enrol one of them")
+        if tx is None:
+            with self.store.write() as tx:
+                self._freeze(message, tx, skew)
+            self._wake.set()
+            return
+        tx.execute("UPDATE sync_state SET frozen_at = ?, frozen_message = ?, "
+                   "clock_skew_s = COALESCE(?, clock_skew_s) WHERE id = 1 AND frozen_at IS NULL",
+                   (utcnow_iso(), message, skew))
+        log.error("sync frozen: %s", message)
+
+    def _record_error(self, message: str, exc: CloudError | None = None) -> None:
+        code = (exc.code or ("unauthorized" if exc.status == 401 else "forbidden")) \
+            if exc is not None and exc.refused else None
         try:
             with self.store.write() as tx:
-                tx.execute("UPDATE sync_state SET last_error = ?, last_error_at = ? WHERE id = 1",
-                           (message, utcnow_iso()))
+                tx.execute("UPDATE sync_state SET last_error = ?, last_error_at = ?, "
+                           "last_error_code = ? WHERE id = 1", (message, utcnow_iso(), code))
         except Exception:  # the store may be closing; the log still has it
             log.debug("could not record the sync error", exc_info=True)
 
@@ -397,7 +429,9 @@ class SyncWorker:
             try:
                 result = self.push_once((meta, entries))
             except CloudError as exc:
-                delay = backoff.next(exc.retry_after)
+                # A refused token does not heal by itself (a new one needs a restart):
+                # try again only now and then.
+                delay = BACKOFF_MAX_S if exc.refused else backoff.next(exc.retry_after)
                 log.warning("sync push failed: %s; next try in %.1f s", exc, delay)
                 self._stop.wait(delay)
                 continue
@@ -426,9 +460,14 @@ class SyncWorker:
         """One long poll and the actions it brought applied; how many were new."""
         with self.store.read() as tx:
             after = tx.one("SELECT last_applied_cmd_seq FROM sync_state WHERE id = 1")[0]
-        query = urllib.parse.urlencode({"after": after, "wait": int(wait)})
+            install_id = outbox.identity(tx)["install_id"]
+        query = urllib.parse.urlencode({"after": after, "wait": int(wait),
+                                        "install_id": install_id})
         answer = self.client.request("GET", f"{PREFIX}/actions?{query}",
                                      timeout=self.client.timeout + wait)
+        if answer.get("frozen"):
+            self._freeze(str(answer.get("message") or ""))
+            return 0
         actions = answer.get("actions") or []
         applied = 0
         for action in sorted(actions, key=lambda a: int(a.get("cmd_seq", 0))):
@@ -459,7 +498,7 @@ class SyncWorker:
             try:
                 applied = self.pull_once()
             except CloudError as exc:
-                delay = backoff.next(exc.retry_after)
+                delay = BACKOFF_MAX_S if exc.refused else backoff.next(exc.retry_after)
                 log.info("sync actions: %s; next try in %.1f s", exc, delay)
                 self._stop.wait(delay)
                 continue

@@ -296,3 +296,34 @@ def test_backup_to_an_unwritable_place_is_a_backup_error(office_dir, tmp_path, w
     reason = "not a folder .*a-file" if where == "under-a-file" else ".*/proc/"
     with pytest.raises(BackupError, match=f"cannot write the backup .*: {reason}"):
         backup_database(database_path(data_dir), dest)
+
+
+def test_restore_where_nothing_remembers_later_numbers_moves_the_counters_ahead(
+        office_dir, tmp_path):
+    # The old disk is gone: the numbers issued after the backup are unknown here, so the
+    # counter jumps ahead (a day's busiest count, at least 100, per day since the backup).
+    data_dir, store, q = office_dir
+    copy = backup_database(database_path(data_dir), tmp_path / "copy.sqlite3")
+    store.close()
+    result = restore_database(tmp_path / "new-pc", copy)
+    assert result.numbers_advanced == {q.id: (5, 105)}
+    reopened = open_store(tmp_path / "new-pc")
+    with reopened.write() as tx:
+        assert tickets.join(tx, q.id, source="kiosk").number == 106
+    reopened.close()
+    # ... and a backup days old moves them further.
+    conn = sqlite3.connect(copy)
+    old = (datetime.now(UTC) - timedelta(days=2, hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    conn.execute("UPDATE tickets SET created_at = ?", (old,))
+    conn.commit()
+    conn.close()
+    result = restore_database(tmp_path / "third-pc", copy)
+    assert result.numbers_advanced == {q.id: (5, 5 + 3 * 100)}
+
+
+def test_restore_over_its_own_database_carries_exact_numbers_without_a_jump(
+        office_dir, tmp_path):
+    data_dir, store, q = office_dir
+    copy = backup_database(database_path(data_dir), tmp_path / "copy.sqlite3")
+    store.close()
+    assert restore_database(data_dir, copy).numbers_advanced == {}

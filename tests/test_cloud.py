@@ -160,11 +160,15 @@ def test_fork_answers_rotate_and_a_new_epoch_supersedes(backend, cloud):
 def test_two_installs_alternating_under_one_token_freeze(backend, cloud):
     office, queue_id = office_with_queue(backend, cloud)
     clone = FakeOffice(office.base, office.token, office.office_id)  # another install id
-    _, e = clone.queue()
-    assert clone.push([e])["action"] == "ok"  # a move to a new machine is accepted once
-    answer = office.push([])  # ... but the first install pushes again
-    assert answer["action"] == "frozen"
+    q2, e = clone.queue()
+    answer = clone.push([e])  # frozen at once: nothing of the second install is taken
+    assert (answer["action"], answer["acked_seq"]) == ("frozen", 0)
+    assert "re-enrol" in answer["message"]
+    assert office.push([])["action"] == "frozen"  # the first install is told too
     assert clone.push([])["action"] == "frozen"
+    assert clone.actions() == []  # and gets no command
+    with backend.store.read() as tx:
+        assert tx.one("SELECT 1 AS x FROM entity WHERE entity_id = ?", (q2,)) is None
     with backend.store.read() as tx:
         row = tx.one("SELECT status, alert FROM office WHERE office_id = ?",
                      (office.office_id,))
@@ -177,8 +181,109 @@ def test_two_installs_alternating_under_one_token_freeze(backend, cloud):
     chosen = FakeOffice(office.base, token, office.office_id)
     chosen.install_id, chosen.epoch_id, chosen.seq = clone.install_id, clone.epoch_id, clone.seq
     _, t = chosen.ticket(queue_id, 1)
-    answer = chosen.push([t])
-    assert (answer["action"], answer["acked_seq"], answer["applied"]) == ("ok", 2, 1)
+    answer = chosen.push([e, t])  # its first entry was never taken: it comes again
+    assert (answer["action"], answer["acked_seq"], answer["applied"]) == ("ok", 2, 2)
+
+
+def test_a_second_install_polling_first_is_frozen_and_gets_no_command(backend, cloud):
+    office, queue_id = office_with_queue(backend, cloud)
+    r = requests.post(f"{cloud.url}/api/v1/queues/{queue_id}/tickets", json={}, timeout=10)
+    assert r.status_code == 202
+    clone = FakeOffice(office.base, office.token, office.office_id)
+    got = clone.session.get(cloud.url + "/api/v1/sync/actions", timeout=10,
+                            params={"after": 0, "wait": 0, "install_id": clone.install_id})
+    assert got.status_code == 200
+    body = got.json()
+    assert body["actions"] == [] and body["frozen"] is True and "re-enrol" in body["message"]
+    with backend.store.read() as tx:
+        cmd = tx.one("SELECT state, cmd_seq FROM command WHERE office_id = ?",
+                     (office.office_id,))
+    assert (cmd["state"], cmd["cmd_seq"]) == ("pending", None)  # never handed out
+    assert office.push([])["action"] == "frozen"
+
+
+def _epoch_entry(office: FakeOffice, phase: str, previous: str | None = None,
+                 reason: str = "rotate", tickets: int = 0) -> dict:
+    payload = ({"epoch_id": office.epoch_id, "phase": "begin", "previous_epoch_id": previous,
+                "reason": reason} if phase == "begin"
+               else {"epoch_id": office.epoch_id, "phase": "end", "tickets": tickets})
+    return office.entry("epoch", office.epoch_id, 1 if phase == "begin" else 2, payload)
+
+
+def _new_epoch(office: FakeOffice, reason: str = "rotate") -> dict:
+    previous, office.epoch_id, office.seq = office.epoch_id, new_ulid(), 0
+    return _epoch_entry(office, "begin", previous, reason)
+
+
+def test_a_new_epoch_retires_the_tickets_its_snapshot_lacks(backend, cloud):
+    office, queue_id = office_with_queue(backend, cloud)
+    kept, lost, done = new_ticket_hash(), new_ticket_hash(), new_ticket_hash()
+    kept_id, e1 = office.ticket(queue_id, 1, ticket_hash=kept)
+    _, e2 = office.ticket(queue_id, 2, ticket_hash=lost)
+    _, e3 = office.ticket(queue_id, 3, state="COMPLETED", ticket_hash=done)
+    assert office.push([e1, e2, e3])["acked_seq"] == 4
+    begin = _new_epoch(office, reason="restore")  # restored from a backup with ticket 1 only
+    _, q = office.queue(queue_id=queue_id)
+    _, t = office.ticket(queue_id, 1, ticket_id=kept_id, ticket_hash=kept)
+    assert office.push([begin, q, t])["acked_seq"] == 3
+    assert by_hash(cloud, lost).json()["state"] == "WAITING"  # the snapshot is not complete yet
+    assert office.push([_epoch_entry(office, "end", tickets=1)])["acked_seq"] == 4
+    view = by_hash(cloud, lost).json()
+    assert view["state"] == "RETIRED" and view["position"] is None
+    assert "backup" in view["message"]
+    assert by_hash(cloud, kept).json()["state"] == "WAITING"
+    assert by_hash(cloud, done).json()["state"] == "COMPLETED"  # what happened stays
+    page = requests.get(f"{cloud.url}/t/{lost}", timeout=10).text
+    assert "no longer has this number" in page and "A002" in page
+    answer = office.push([])
+    assert answer["max_numbers"][queue_id] == 3  # its number is never given again
+
+
+def test_a_second_copy_of_one_history_is_frozen_before_it_applies(backend, cloud):
+    office, queue_id = office_with_queue(backend, cloud)
+    copy = FakeOffice(office.base, office.token, office.office_id)
+    copy.install_id, copy.epoch_id, copy.seq = office.install_id, office.epoch_id, office.seq
+    _, mine = office.ticket(queue_id, 1)
+    assert office.push([mine])["acked_seq"] == 2
+    _, theirs = copy.ticket(queue_id, 1)
+    assert copy.push([theirs])["action"] == "rotate"  # a fork: one of them starts over
+    begin = _new_epoch(copy)
+    _, q = copy.queue(queue_id=queue_id)
+    assert copy.push([begin, q, _epoch_entry(copy, "end")])["action"] == "ok"
+    _, later = office.ticket(queue_id, 2)
+    assert office.push([later])["action"] == "rotate"  # the old history goes on ...
+    begin = _new_epoch(office)
+    _, later = office.ticket(queue_id, 2, ticket_id=later["entity_id"])
+    answer = office.push([begin, later])  # ... and starts over: a second copy
+    assert answer["action"] == "frozen" and "copied" in answer["message"]
+    assert copy.push([])["action"] == "frozen"
+    with backend.store.read() as tx:
+        row = tx.one("SELECT status, alert FROM office WHERE office_id = ?",
+                     (office.office_id,))
+        assert tx.one("SELECT 1 AS x FROM ticket WHERE ticket_id = ?",
+                      (later["entity_id"],)) is None
+    assert row["status"] == "frozen" and "re-enrol" in row["alert"]
+    # The admin keeps the old one: it starts a new epoch and is taken again.
+    from jonot_local.sync.cloud.offices import reenrol_office
+
+    chosen = FakeOffice(office.base, reenrol_office(backend.store, office.office_id),
+                        office.office_id)
+    chosen.install_id, chosen.epoch_id = office.install_id, office.epoch_id
+    answer = chosen.push([begin, later])  # the epoch it had begun is taken now
+    assert (answer["action"], answer["acked_seq"]) == ("ok", 2)
+
+
+def test_two_new_epochs_from_one_are_a_copy_but_restores_are_not(backend, cloud):
+    office, _ = office_with_queue(backend, cloud)
+    first = office.epoch_id
+    copy = FakeOffice(office.base, office.token, office.office_id)
+    copy.install_id, copy.epoch_id = office.install_id, first
+    assert office.push([_new_epoch(office, reason="sync_off")])["action"] == "ok"
+    restored = FakeOffice(office.base, office.token, office.office_id)
+    restored.install_id, restored.epoch_id = office.install_id, first
+    assert restored.push([_new_epoch(restored, reason="restore")])["action"] == "ok"
+    answer = copy.push([_new_epoch(copy)])
+    assert answer["action"] == "frozen" and answer["acked_seq"] == 0
 
 
 def test_wrong_or_revoked_token_is_refused(backend, cloud):
@@ -190,9 +295,11 @@ def test_wrong_or_revoked_token_is_refused(backend, cloud):
     assert resp.status_code == 401 and resp.json()["code"] == "unauthorized"
     assert requests.post(cloud.url + "/api/v1/sync/push", json={}, timeout=5).status_code == 401
     revoke_office(backend.store, office.office_id)
-    assert office.push_raw([]).status_code == 401
+    resp = office.push_raw([])
+    assert resp.status_code == 403 and resp.json()["code"] == "revoked"
     r = office.session.get(cloud.url + "/api/v1/sync/actions", timeout=5)
-    assert r.status_code == 401 and r.headers["Content-Type"] == "application/problem+json"
+    assert r.status_code == 403 and r.headers["Content-Type"] == "application/problem+json"
+    assert r.json()["code"] == "revoked"
 
 
 def test_offices_are_kept_apart(backend, cloud):

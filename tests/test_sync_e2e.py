@@ -261,7 +261,7 @@ def test_wrong_token_is_refused_and_health_says_so(tmp_path):
         sync = wait_for("health to name the refusal", lambda: (
             (s := requests.get(office.url + "/api/v1/health", timeout=5).json()["sync"])
             ["last_error"] and s), timeout=10)
-        assert sync["state"] == "offline"
+        assert sync["state"] == "refused" and sync["error_code"] == "unauthorized"
         assert "token" in sync["last_error"] and "refused" in sync["last_error"]
     finally:
         office.stop()

@@ -116,7 +116,7 @@ def test_every_change_writes_one_entry_in_its_transaction(tmp_path):
                           "queue_name"}
         assert "Secret" not in json.dumps(p) and "555" not in json.dumps(p)
     kinds = {e["entity"] for e in got}
-    assert kinds == {"location", "queue", "desk", "display", "ticket"}
+    assert kinds == {"location", "queue", "desk", "display", "ticket", "epoch"}
     assert got[-1]["payload"]["state"] == "SKIPPED"
     assert ticket_entries[1]["payload"]["desk_name"] == "Room 1"
 
@@ -145,7 +145,13 @@ def test_sync_off_writes_no_outbox_and_turning_it_on_starts_an_epoch(tmp_path):
     app = office_app(tmp_path)
     store = app.extensions["jonot"].store
     got = entries(store)
-    assert [e["entity"] for e in got] == ["location", "queue", "desk", "ticket"]
+    # a full snapshot framed by the epoch's begin and end entries
+    assert [e["entity"] for e in got] == ["epoch", "location", "queue", "desk", "ticket",
+                                          "epoch"]
+    assert got[0]["payload"] == {"epoch_id": got[0]["entity_id"], "phase": "begin",
+                                 "previous_epoch_id": None, "reason": "first"}
+    assert got[-1]["payload"] == {"epoch_id": got[0]["entity_id"], "phase": "end",
+                                  "tickets": 1}
     with store.read() as tx:
         first = outbox.identity(tx)["epoch_id"]
     store.close()
@@ -176,7 +182,10 @@ def test_a_restore_starts_a_new_epoch(tmp_path):
     with store.read() as tx:
         again = outbox.identity(tx)["epoch_id"]
     assert again and again != first
-    assert [e["seq"] for e in entries(store)] == [1, 2, 3]  # a full snapshot, from 1
+    got = entries(store)
+    assert [e["seq"] for e in got] == [1, 2, 3, 4, 5]  # a full snapshot, from 1
+    assert got[0]["payload"]["reason"] == "restore"
+    assert got[0]["payload"]["previous_epoch_id"] == first
     store.close()
 
 
@@ -204,7 +213,7 @@ def test_join_cost_with_the_outbox_stays_small(tmp_path):
     assert len(counts) == 100
     assert max(counts) <= 3, counts
     assert counts[0] == counts[-1]  # no statement more with 100 entries in the outbox
-    assert len(entries(store)) == 3 + 100
+    assert len(entries(store)) == 5 + 100
 
 
 def test_numbers_the_cloud_saw_are_never_reused(tmp_path, cloud):
@@ -330,6 +339,38 @@ def test_a_refusal_is_recorded_and_backed_off_not_spun(tmp_path, cloud):
     assert 1 <= cloud.pushes <= 4  # 1 s → 2 s → … with jitter, never a loop
     sync = app.test_client().get("/api/v1/health").get_json()["sync"]
     assert sync["state"] == "offline" and "refused" in sync["last_error"]
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_token_is_shown_and_tried_again_only_after_minutes(tmp_path, cloud, status):
+    app = office_app(tmp_path, cloud.url)
+    rt = app.extensions["jonot"]
+    setup(rt.store)
+    cloud.faults.extend([status] * 50)
+    worker = run_worker(rt.store, rt.settings, cloud)
+    try:
+        assert cloud.wait_for(lambda: cloud.pushes >= 1)
+        time.sleep(1.5)
+        assert cloud.pushes == 1  # the next try is BACKOFF_MAX_S away
+    finally:
+        worker.stop()
+    sync = app.test_client().get("/api/v1/health").get_json()["sync"]
+    assert sync["state"] == "refused" and "refused" in sync["last_error"]
+    assert sync["error_code"] == ("unauthorized" if status == 401 else "forbidden")
+    page = text_of_system(app)
+    assert "(wrong or revoked)" in page
+
+
+def text_of_system(app: Any) -> str:
+    from jonot_local.domain import users
+
+    from .support import ADMIN
+    from .test_pages_admin import sign_in
+
+    with app.extensions["jonot"].store.write() as tx:
+        users.create_user(tx, ADMIN[0], ADMIN[1], role="admin")
+    client = sign_in(app.test_client(), ADMIN)
+    return client.get("/admin/system").get_data(as_text=True)
 
 
 def test_retry_after_is_honoured_and_backoff_has_full_jitter():
@@ -503,10 +544,10 @@ def test_prune_keeps_what_is_not_acknowledged(tmp_path):
         with store.write() as tx:
             tickets.join(tx, q.id)
     with store.write() as tx:
-        tx.execute("UPDATE sync_state SET acked_seq = 5")
-        assert outbox.prune(tx, 3600, "2999-01-01T00:00:00Z") == 5
+        tx.execute("UPDATE sync_state SET acked_seq = 7")
+        assert outbox.prune(tx, 3600, "2999-01-01T00:00:00Z") == 7
         assert outbox.prune(tx, 3600, "2999-01-01T00:00:00Z") == 0
-    assert [e["seq"] for e in entries(store)] == [6, 7]
+    assert [e["seq"] for e in entries(store)] == [8, 9]
 
 
 def test_health_sync_is_off_without_a_cloud(tmp_path):

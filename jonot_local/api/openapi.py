@@ -258,17 +258,24 @@ def _schemas() -> dict[str, dict[str, Any]]:
             "status": {"type": "string", "const": "ok"},
             "version": STR, "location_id": STR, "location_name": STR,
             "sync": obj({
-                "state": {"type": "string", "enum": ["off", "online", "offline", "frozen"]},
+                "state": {"type": "string",
+                          "enum": ["off", "online", "offline", "frozen", "refused"],
+                          "description": "frozen: the cloud stopped this office (a second "
+                                         "install or copy uses its token); refused: the "
+                                         "cloud refused its token (wrong or revoked)"},
                 "last_push_ok_at": nullable(TIME),
                 "backlog": {"type": "integer", "minimum": 0,
                             "description": "Outbox entries the cloud has not acknowledged"},
                 "last_error": nullable({"type": "string", "description": "In words"}),
+                "error_code": nullable({"type": "string", "description":
+                                        "The cloud's stable code: unauthorized, revoked, "
+                                        "forbidden, or frozen"}),
                 "clock_skew_s": nullable({"type": "number", "description":
                                           "Cloud clock minus this office's, as the cloud "
                                           "answered (seconds)"}),
                 "epoch_id": nullable(STR),
-            }, ["state", "last_push_ok_at", "backlog", "last_error", "clock_skew_s",
-                "epoch_id"]),
+            }, ["state", "last_push_ok_at", "backlog", "last_error", "error_code",
+                "clock_skew_s", "epoch_id"]),
             "discovery": obj({
                 "state": {"type": "string", "enum": ["off", "announcing", "failed"]},
                 "reason": nullable(STR), "name": nullable(STR), "host_name": nullable(STR),

@@ -149,9 +149,17 @@ def _office() -> dict[str, Any]:
     with cloud().store.read() as tx:
         office = office_for_token(tx, token)
     if office is None:
-        raise ApiError(401, "unauthorized", "This office token is unknown or revoked; "
-                       "ask the cloud's admin for a new one (jonot-local cloud office add).")
+        raise ApiError(401, "unauthorized", "This office token is unknown; check "
+                       "JONOT_CLOUD_TOKEN, or ask the cloud's admin for one "
+                       "(jonot-local cloud office add).")
+    if office["status"] == "revoked":
+        raise _revoked()
     return office
+
+
+def _revoked() -> ApiError:
+    return ApiError(403, "revoked", "This office's token was revoked by the cloud's admin; "
+                    "ask for a new one (jonot-local cloud office reenrol).")
 
 
 @api.post("/sync/push")
@@ -162,7 +170,7 @@ def push() -> Response:
     try:
         result = receiver.apply_push(cloud().store, office["office_id"], body)
     except PermissionError:
-        raise ApiError(401, "unauthorized", "This office token was revoked.") from None
+        raise _revoked() from None
     return jsonify(result.as_json())
 
 
@@ -178,6 +186,18 @@ def actions() -> Response:
     if after < 0 or not 0 <= wait <= protocol.MAX_WAIT_S:
         raise ValidationError.field("wait", f"after ≥ 0 and 0 ≤ wait ≤ {protocol.MAX_WAIT_S}")
     rt = cloud()
+    install_id = request.args.get("install_id")
+    if install_id and office["status"] == "active" and receiver.install_alert(office, install_id):
+        # A second install polls under this token: frozen before it gets any command.
+        with rt.store.write(lock_office=office["office_id"]) as tx:
+            locked = tx.lock_office(office["office_id"])
+            alert = receiver.install_alert(locked, install_id) if locked else None
+            if alert:
+                receiver.freeze_office(tx, office["office_id"], alert)
+                tx.wake(office["office_id"])
+        with rt.store.read() as tx:
+            office = tx.one("SELECT * FROM office WHERE office_id = ?",
+                            (office["office_id"],)) or office
     if office["status"] == "frozen":
         return jsonify({"actions": [], "frozen": True, "message": office["alert"]})
     deadline = time.monotonic() + wait

@@ -71,15 +71,17 @@ def reenrol_office(store: CloudStore, office_id: str) -> str:
                    "install_id = NULL, revoked_at = NULL WHERE office_id = ?",
                    (token_hash(token), office_id))
         tx.execute("DELETE FROM office_install WHERE office_id = ?", (office_id,))
+        # A history another copy took over from may be the one chosen now: it starts a
+        # new epoch (a full snapshot) instead of being refused as a copy again.
+        tx.execute("UPDATE office_epoch SET status = 'forked' WHERE office_id = ? "
+                   "AND status = 'continued'", (office_id,))
         tx.wake(office_id)
     return token
 
 
 def office_for_token(tx: Tx, token: str) -> dict[str, Any] | None:
-    """The office a bearer token belongs to, unless revoked (``None``)."""
+    """The office a bearer token belongs to (``None``: unknown); a revoked office too,
+    with ``status`` ``revoked``, so that the refusal can say so."""
     if not token or len(token) > 200:
         return None
-    row = tx.one("SELECT * FROM office WHERE token_hash = ?", (token_hash(token),))
-    if row is None or row["status"] == "revoked":
-        return None
-    return row
+    return tx.one("SELECT * FROM office WHERE token_hash = ?", (token_hash(token),))

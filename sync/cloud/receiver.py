@@ -11,9 +11,11 @@ One transaction per batch with the office's row locked (see ``store``):
 
 Entities only move forward in ``(generation, version)``, the generation being
 the rank of the epoch among the office's epochs, so a new epoch's snapshot
-supersedes what an older one said. Two installs pushing under one token in
-turn freeze the office with an alert. Timestamps in entries are data; order
-comes from ``seq`` alone.
+supersedes what an older one said, and its ``epoch`` end entry retires the
+tickets of earlier epochs the office no longer has. A second install under one
+token, or a second copy of one history (see ``_copy_alert``), freezes the
+office with an alert before anything of it is applied. Timestamps in entries
+are data; order comes from ``seq`` alone.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from jonot_local.timeutil import parse_iso, to_iso
 from .store import CloudStore, Tx
 
 TICKET_STATES = ("WAITING", "CALLED", "COMPLETED", "SKIPPED", "CANCELED")
+#: Cloud-only states: a remote join not yet numbered, refused, or a ticket the office's
+#: later snapshot no longer has.
+CLOUD_STATES = ("PENDING", "REJECTED", "RETIRED")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 MAX_ID = 64
 
@@ -109,20 +114,24 @@ def apply_push(store: CloudStore, office_id: str, body: dict[str, Any],
         if office is None or office["status"] == "revoked":
             raise PermissionError("revoked")
         tx.wake(office_id)
-        skew = _skew(body.get("office_time"), now)
-        tx.execute("UPDATE office SET last_push_at = ?, clock_skew_s = ?, "
-                   "applied_cmd_through = ? WHERE office_id = ?",
-                   (stamp, skew, _int(body, "applied_cmd_through", 0), office_id))
 
         def answer(acked: int, action: str, message: str, **counts: int) -> PushResult:
             return PushResult(acked, action, message, max_numbers(tx, office_id), stamp,
                               **counts)
 
+        # Nothing of a push is taken, not even its clock or command cursor, before it is
+        # known to come from the office's one install and one line of history.
         if office["status"] == "frozen":
             return answer(0, "frozen", office["alert"] or "This office is frozen.")
-        if not _install_ok(tx, office, install_id, stamp):
-            return answer(0, "frozen", "Two installations push under this office's token; "
-                                       "sync is frozen until an admin enrols one again.")
+        alert = _install_alert(tx, office, install_id, stamp) \
+            or _copy_alert(tx, office_id, epoch_id, body.get("entries", []))
+        if alert:
+            freeze_office(tx, office_id, alert)
+            return answer(0, "frozen", alert)
+        tx.execute("UPDATE office SET last_push_at = ?, clock_skew_s = ?, "
+                   "applied_cmd_through = ? WHERE office_id = ?",
+                   (stamp, _skew(body.get("office_time"), now),
+                    _int(body, "applied_cmd_through", 0), office_id))
         epoch = _epoch(tx, office, epoch_id, install_id, stamp)
         acked = int(epoch["acked_seq"])
         if epoch["status"] != "live":
@@ -209,25 +218,79 @@ def _fork(tx: Tx, office_id: str, epoch_id: str, acked: int, answer: Any,
                                    "snapshot.")
 
 
-def _install_ok(tx: Tx, office: dict[str, Any], install_id: str, stamp: str) -> bool:
-    """Whether this install may push; a return of an install seen before another freezes."""
-    office_id = office["office_id"]
+def freeze_office(tx: Tx, office_id: str, alert: str) -> None:
+    """Stop taking anything from this office's token until an admin re-enrols it."""
+    tx.execute("UPDATE office SET status = 'frozen', alert = ? WHERE office_id = ? "
+               "AND status = 'active'", (alert, office_id))
+
+
+def install_alert(office: dict[str, Any], install_id: str) -> str | None:
+    """The alert when ``install_id`` is not the install this office's token belongs to."""
     current = office["install_id"]
-    if current == install_id:
-        return True
-    seen = tx.one("SELECT 1 AS x FROM office_install WHERE office_id = ? AND install_id = ?",
-                  (office_id, install_id))
-    if current is not None and seen is not None:
-        alert = (f"Installs {current} and {install_id} both push under this office's token "
-                 f"(a copied disk?). Sync is frozen: re-enrol one of them.")
-        tx.execute("UPDATE office SET status = 'frozen', alert = ? WHERE office_id = ?",
-                   (alert, office_id))
-        return False
-    # A first install, or a new one (the office moved to another machine): accepted.
+    if current is None or current == install_id:
+        return None
+    return (f"Two installations use this office's token: {current} and {install_id} "
+            "(the same token set up on a second computer?). Sync is frozen and nothing of "
+            "the second was taken: re-enrol the one that is this office "
+            "(jonot-local cloud office reenrol).")
+
+
+def _install_alert(tx: Tx, office: dict[str, Any], install_id: str, stamp: str) -> str | None:
+    """Why this install may not push (words), or None; the first install is taken.
+
+    The token belongs to the first install that pushed with it: another one is
+    frozen before anything of it is applied, never merged. Moving an office to a
+    new machine keeps its install (it is in the database a backup carries); a
+    fresh install takes over only after ``reenrol``.
+    """
+    alert = install_alert(office, install_id)
+    if alert or office["install_id"] == install_id:
+        return alert
+    office_id = office["office_id"]
     tx.execute("INSERT INTO office_install (office_id, install_id, first_seen) VALUES (?, ?, ?) "
                "ON CONFLICT (office_id, install_id) DO NOTHING", (office_id, install_id, stamp))
     tx.execute("UPDATE office SET install_id = ? WHERE office_id = ?", (install_id, office_id))
-    return True
+    return None
+
+
+_COPY_ALERT = ("Two copies of this office's database push under its token (a copied disk or "
+               "virtual machine?): two histories went on from epoch {old}. Sync is frozen "
+               "and nothing of the second was taken: switch off one copy and re-enrol the "
+               "other (jonot-local cloud office reenrol).")
+
+
+def _copy_alert(tx: Tx, office_id: str, epoch_id: str,
+                entries: list[dict[str, Any]]) -> str | None:
+    """Why this push is a second copy of one history (words), or None.
+
+    An epoch that began from another (its ``epoch`` begin entry names it, for any
+    reason but a restore) marks it ``continued``: that history ended there. A
+    push in a continued epoch is answered ``rotate`` (it may be a late copy of a
+    request the office gave up on); a second new epoch continuing the same one
+    can only come from a copy of the database, so it is refused before anything
+    of it is applied. A restore starts over from an older point on purpose and
+    is not counted.
+    """
+    if tx.one("SELECT 1 AS x FROM office_epoch WHERE office_id = ? AND epoch_id = ?",
+              (office_id, epoch_id)) is not None:
+        return None
+    first = entries[0] if entries else None
+    if not first or first.get("seq") != 1 or first.get("entity") != "epoch" \
+            or not isinstance(first.get("payload"), dict):
+        return None
+    begin = first["payload"]
+    previous = begin.get("previous_epoch_id")
+    if not isinstance(previous, str) or begin.get("reason") == "restore":
+        return None
+    prev = tx.one("SELECT status FROM office_epoch WHERE office_id = ? AND epoch_id = ?",
+                  (office_id, previous))
+    if prev is None:
+        return None
+    if prev["status"] == "continued":
+        return _COPY_ALERT.format(old=previous)
+    tx.execute("UPDATE office_epoch SET status = 'continued' WHERE office_id = ? "
+               "AND epoch_id = ?", (office_id, previous))
+    return None
 
 
 def _epoch(tx: Tx, office: dict[str, Any], epoch_id: str, install_id: str,
@@ -281,10 +344,22 @@ def _apply_entry(tx: Tx, office_id: str, generation: int, entry: dict[str, Any],
     batch.flush()
     if entity == "command":
         _apply_command_result(tx, office_id, payload, stamp)
+    elif entity == "epoch":
+        if payload.get("phase") == "end":
+            _retire_earlier_tickets(tx, office_id, generation, stamp)
     else:
         _apply_entity(tx, office_id, generation, entity, entity_id, version, payload, stamp)
         if entity == "queue":
             batch.queue_owner[entity_id] = office_id
+
+
+def _retire_earlier_tickets(tx: Tx, office_id: str, generation: int, stamp: str) -> None:
+    """An epoch's full snapshot is complete: a ticket still waiting or called in an
+    earlier epoch is one this office no longer has (restored from an older backup,
+    or a copy that lost): shown as ``RETIRED`` with the reason, never left waiting."""
+    tx.execute("UPDATE ticket SET state = 'RETIRED', note = 'office_restored', "
+               "cancel_pending = 0, updated_at = ? WHERE office_id = ? AND generation < ? "
+               "AND state IN ('WAITING', 'CALLED')", (stamp, office_id, generation))
 
 
 _FORWARD = ("(({t}.generation < excluded.generation) OR ({t}.generation = excluded.generation "

@@ -24,7 +24,7 @@ from jonot_local.timeutil import parse_iso, to_iso
 
 from .store import CloudStore, Tx
 
-TERMINAL = ("COMPLETED", "SKIPPED", "CANCELED", "REJECTED")
+TERMINAL = ("COMPLETED", "SKIPPED", "CANCELED", "REJECTED", "RETIRED")
 EXPIRED_REASON = ("The clinic is offline just now, so this request could not reach it. "
                   "Try again later, or take a ticket at the kiosk.")
 
@@ -43,6 +43,8 @@ REASONS = {
     "unknown_kind": "The clinic does not know this kind of request yet.",
     "refused": "The clinic refused this request.",
     "expired": EXPIRED_REASON,
+    "office_restored": ("The clinic's records no longer have this ticket: they were put back "
+                        "from an earlier backup. Please ask at the reception."),
 }
 
 
