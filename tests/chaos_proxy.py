@@ -83,7 +83,7 @@ class ChaosProxy:
         self.counts: Counter[str] = Counter()
         self.forced: deque[str | None] = deque()
         self._lock = threading.Lock()
-        self._late: list[threading.Thread] = []
+        self._late: list[threading.Event] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -105,14 +105,14 @@ class ChaosProxy:
             self.forced.extend(faults)
 
     def calm(self, timeout: float = 10.0) -> None:
-        """No more faults; returns once the late copies still on their way were delivered."""
+        """No more faults; returns once the late copies still on their way were sent."""
         with self._lock:
             self.rate = 0.0
             self.forced.clear()
             late = list(self._late)
         deadline = time.monotonic() + timeout
-        for thread in late:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        for sent in late:
+            sent.wait(max(0.0, deadline - time.monotonic()))
 
     def summary(self) -> str:
         total = self.counts["requests"]
@@ -150,15 +150,21 @@ class ChaosProxy:
                 self.counts[fault] += 1
         return fault, delay
 
-    def _forward(self, request: bytes) -> tuple[bytes, bytes] | None:
+    def _forward(self, request: bytes, sent: threading.Event | None = None
+                 ) -> tuple[bytes, bytes] | None:
         """The request sent to the cloud on a connection of its own; the answer, or
-        ``None`` when the cloud could not be reached or cut the connection."""
+        ``None`` when the cloud could not be reached or cut the connection. ``sent`` is
+        set once the request is out (or could not be)."""
         try:
             upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=90)
         except OSError:
+            if sent is not None:
+                sent.set()
             return None
         try:
             upstream.sendall(request)
+            if sent is not None:
+                sent.set()
             return _read_message(upstream)
         except OSError:
             return None
@@ -166,14 +172,18 @@ class ChaosProxy:
             _close(upstream)
 
     def _later(self, request: bytes, delay: float) -> None:
-        def deliver() -> None:
-            time.sleep(delay)
-            self._forward(request)
+        sent = threading.Event()
 
-        thread = threading.Thread(target=deliver, name="chaos-late", daemon=True)
+        def deliver() -> None:
+            try:
+                time.sleep(delay)
+                self._forward(request, sent)
+            finally:
+                sent.set()
+
         with self._lock:
-            self._late = [t for t in self._late if t.is_alive()] + [thread]
-        thread.start()
+            self._late = [e for e in self._late if not e.is_set()] + [sent]
+        threading.Thread(target=deliver, name="chaos-late", daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
         try:
