@@ -282,6 +282,21 @@ class Rig:
         assert cloud_tickets == office["tickets"]
         assert {cloud["tickets"][i][1] for i in not_taken} <= {"CANCELED", "REJECTED"}
         assert len(set(office["origins"])) == len(office["origins"])  # numbers unique
+        # What a phone sees: the cloud's view by hash is the office's (state, number,
+        # position in the queue).
+        sample = self.rng.sample(self.hashes, min(15, len(self.hashes)))
+        for ticket_hash in sample:
+            at_cloud = requests.get(f"{self.cloud.url}/api/v1/tickets/by-hash/{ticket_hash}",
+                                    timeout=10)
+            at_office = requests.get(f"{self.office.url}/api/v1/tickets/by-hash/{ticket_hash}",
+                                     timeout=10)
+            if at_office.status_code == 404:  # a remote join the office never took
+                assert at_cloud.json()["state"] in ("CANCELED", "REJECTED")
+                continue
+            assert at_cloud.status_code == at_office.status_code == 200
+            mine, theirs = at_office.json(), at_cloud.json()
+            assert [theirs[k] for k in ("state", "number", "code", "position")] == [
+                mine[k] for k in ("state", "number", "code", "position")], (mine, theirs)
         states = Counter(t[1] for t in office["tickets"].values())
         return {"tickets": len(office["tickets"]), "entries": office["head"],
                 "commands": len(office["commands"]), "states": dict(states),
