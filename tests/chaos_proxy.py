@@ -11,7 +11,9 @@ client sends one request a connection) meets, with probability ``rate``, one fau
   0.2–1.5 s later, after newer ones (a late replay);
 - ``cut_request``: half its body reaches the cloud, then both sides are cut;
 - ``cut_response``: the answer's head and half its body reach the office, then
-  the connection is cut (``http.client.IncompleteRead``).
+  the connection is cut (``http.client.IncompleteRead``);
+- ``stall``: the cloud applies it, the answer is held ``stall_s`` (longer than
+  the office's timeout) and then dropped.
 
 Decisions come from one ``random.Random(seed)``, drawn in the order requests
 arrive; the seed is printed (``JONOT_CHAOS_SEED=…`` replays it). Thread timing
@@ -30,7 +32,10 @@ import time
 from collections import Counter, deque
 
 FAULTS = ("drop_request", "drop_response", "duplicate", "delay_request", "delay_response",
-          "reorder", "cut_request", "cut_response")
+          "reorder", "cut_request", "cut_response", "stall")
+#: How often each fault is drawn, relatively: a stall holds its sender for a whole
+#: timeout, so it comes a quarter as often as the others.
+WEIGHTS = tuple(0.25 if f == "stall" else 1.0 for f in FAULTS)
 
 
 def _read_message(sock: socket.socket) -> tuple[bytes, bytes] | None:
@@ -71,7 +76,7 @@ class ChaosProxy:
     """``url`` forwards to ``127.0.0.1:target_port`` with faults on paths under ``prefix``."""
 
     def __init__(self, target_port: int, rate: float = 0.3, seed: int | None = None,
-                 prefix: bytes = b"/api/v1/sync/") -> None:
+                 prefix: bytes = b"/api/v1/sync/", stall_s: float = 4.0) -> None:
         if seed is None:
             env = os.environ.get("JONOT_CHAOS_SEED")
             seed = int(env) if env else random.SystemRandom().randrange(2**32)
@@ -79,6 +84,7 @@ class ChaosProxy:
         self.target_port = target_port
         self.rate = rate
         self.prefix = prefix
+        self.stall_s = stall_s
         self.rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
         self.forced: deque[str | None] = deque()
@@ -141,7 +147,7 @@ class ChaosProxy:
             if self.forced:
                 fault = self.forced.popleft()
             elif self.rate and self.rng.random() < self.rate:
-                fault = self.rng.choice(FAULTS)
+                fault = self.rng.choices(FAULTS, weights=WEIGHTS)[0]
             else:
                 fault = None
             delay = self.rng.uniform(0.2, 1.5) if fault == "reorder" \
@@ -216,6 +222,9 @@ class ChaosProxy:
             answer_head, answer_body = answer
             if fault == "delay_response":
                 time.sleep(delay)
+            if fault == "stall":
+                time.sleep(self.stall_s)
+                return
             if fault == "cut_response":
                 client.sendall(answer_head + answer_body[:len(answer_body) // 2])
                 return

@@ -48,6 +48,7 @@ def test_the_running_worker_recovers_from_each_fault(tmp_path, chain, fault):
     app = office_app(tmp_path, proxy.url, sync_backoff_min_s=0.02, sync_backoff_max_s=0.1)
     rt = app.extensions["jonot"]
     q, d = setup(rt.store)
+    proxy.stall_s = 2.5  # past the 2 s timeout below
     proxy.force(*[fault] * 4)
     worker = SyncWorker(rt.store, rt.settings, CloudClient(proxy.url, TOKEN, 2.0))
     worker.start()
@@ -57,7 +58,7 @@ def test_the_running_worker_recovers_from_each_fault(tmp_path, chain, fault):
                 tickets.join(tx, q.id)
                 if i % 2:
                     tickets.call_next(tx, d.id)
-        assert cloud.wait_for(lambda: cloud.tickets() == office_tickets(rt.store), timeout=10)
+        assert cloud.wait_for(lambda: cloud.tickets() == office_tickets(rt.store), timeout=20)
         assert all(t.is_alive() for t in worker._threads)
     finally:
         worker.stop()
