@@ -261,6 +261,13 @@ class Settings:
     sync_retention_days: float = field(default=7.0, metadata=_meta(
         "Days an outbox entry is kept after the cloud acknowledged it.",
         minimum=0, maximum=3_650))
+    sync_backoff_min_s: float = field(default=1.0, metadata=_meta(
+        "Seconds of the first wait after a failed request to the cloud; each failure in a "
+        "row doubles it (with full jitter) up to JONOT_SYNC_BACKOFF_MAX_S.",
+        minimum=0.01, maximum=600))
+    sync_backoff_max_s: float = field(default=300.0, metadata=_meta(
+        "The longest wait between tries while the cloud cannot be reached.",
+        minimum=0.01, maximum=3_600))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -269,6 +276,10 @@ class Settings:
 
     def _check_rules(self) -> None:
         """Rules between settings; ``ValueError`` naming the variables."""
+        if self.sync_backoff_min_s > self.sync_backoff_max_s:
+            raise ValueError(
+                f"JONOT_SYNC_BACKOFF_MIN_S ({self.sync_backoff_min_s}) must not be more than "
+                f"JONOT_SYNC_BACKOFF_MAX_S ({self.sync_backoff_max_s})")
         if self.stream_reserve >= self.threads:
             raise ValueError(
                 f"JONOT_STREAM_RESERVE ({self.stream_reserve}) must be less than JONOT_THREADS "

@@ -11,14 +11,16 @@ Two named daemon threads, one request in flight each:
 - ``jonot-sync-actions`` long-polls ``GET actions`` and applies each action
   once (``sync.apply``), in ``cmd_seq`` order.
 
-Every request has a timeout; failures back off exponentially with full jitter
-from 1 s to 5 min, and a ``Retry-After`` from the cloud is honoured. Nothing
+Every request has a timeout; failures (a broken connection mid-answer too) back
+off exponentially with full jitter from 1 s to 5 min (``JONOT_SYNC_BACKOFF_MIN_S``
+and ``_MAX_S``), and a ``Retry-After`` from the cloud is honoured. Nothing
 here runs inside a local transaction while the network is used, so the office
 never waits on the internet.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import random
@@ -98,6 +100,12 @@ class CloudClient:
                              code=code) from None
         except (urllib.error.URLError, OSError) as exc:
             raise CloudError(_network_words(self.base_url, exc)) from None
+        except http.client.HTTPException as exc:
+            # The connection broke mid-answer (IncompleteRead) or the answer was not
+            # HTTP at all: the request may or may not have been applied, so it is tried
+            # again like any network failure (the cloud takes a replay as a duplicate).
+            raise CloudError(f"the connection to the cloud at {self.base_url} broke "
+                             f"off ({type(exc).__name__})") from None
         try:
             answer = json.loads(raw)
         except ValueError:
@@ -111,7 +119,7 @@ def _detail(exc: urllib.error.HTTPError) -> tuple[str, str | None]:
     """The refusal's words and stable code from the cloud's JSON problem, if any."""
     try:
         body = json.loads(exc.read() or b"{}")
-    except (ValueError, OSError):
+    except (ValueError, OSError, http.client.HTTPException):
         return "", None
     if isinstance(body, dict):
         code = body.get("code")
@@ -313,6 +321,10 @@ class SyncWorker:
                 log.exception("sync worker failed; starting again in 5 s")
                 self._stop.wait(5.0)
 
+    def _backoff(self) -> Backoff:
+        return Backoff(self.settings.sync_backoff_min_s, self.settings.sync_backoff_max_s,
+                       rng=self._rng)
+
     # -- pushing ----------------------------------------------------------------------------
 
     def _read_batch(self) -> tuple[dict[str, Any], list[str]]:
@@ -412,7 +424,7 @@ class SyncWorker:
             log.debug("could not record the sync error", exc_info=True)
 
     def _push_loop(self) -> None:
-        backoff = Backoff(rng=self._rng)
+        backoff = self._backoff()
         last_push = float("-inf")
         heartbeat = self.settings.sync_heartbeat_s
         while not self._stop.is_set():
@@ -487,7 +499,7 @@ class SyncWorker:
         return applied
 
     def _pull_loop(self) -> None:
-        backoff = Backoff(rng=self._rng)
+        backoff = self._backoff()
         while not self._stop.is_set():
             with self.store.read() as tx:
                 st = tx.one("SELECT frozen_at FROM sync_state WHERE id = 1")

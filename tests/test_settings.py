@@ -56,6 +56,8 @@ def test_a_bad_environment_value_names_its_variable(env, needle):
     ({"JONOT_THREADS": "1000"}, "JONOT_CONNECTION_LIMIT (900) must exceed JONOT_THREADS"),
     ({"JONOT_SERVICE_MIN_S": "90", "JONOT_SERVICE_MAX_S": "60"},
      "JONOT_SERVICE_MIN_S (90) must be less than JONOT_SERVICE_MAX_S (60)"),
+    ({"JONOT_SYNC_BACKOFF_MIN_S": "10", "JONOT_SYNC_BACKOFF_MAX_S": "2"},
+     "JONOT_SYNC_BACKOFF_MIN_S (10.0) must not be more than JONOT_SYNC_BACKOFF_MAX_S (2.0)"),
     # a bad hash method used to surface only inside create_app, as a traceback from serve
     ({"JONOT_PASSWORD_HASH_METHOD": "md5"}, "JONOT_PASSWORD_HASH_METHOD: not a password hash"),
 ])

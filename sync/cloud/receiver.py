@@ -4,7 +4,11 @@ One transaction per batch with the office's row locked (see ``store``):
 
 - ``seq ≤ acked_seq``: the hash recorded for that seq equal → a duplicate,
   skipped; different → the epoch forked (a restored or copied database):
-  ``rotate``, and this epoch is refused from then on;
+  ``rotate``, and this epoch is refused from then on. A ``head_seq`` behind
+  ``acked_seq`` alone is no fork: a push delayed or duplicated on the way
+  arrives after later ones were applied and is answered as a duplicate; an
+  office really behind (restored with nothing new) sees an ``acked_seq`` past
+  its head in the answer and starts a new epoch itself;
 - ``seq = acked_seq + 1``: applied; an entry that can never be applied is
   dead-lettered and the cursor still moves past it;
 - a gap: the batch stops there and the answer says ``acked_seq``.
@@ -137,9 +141,6 @@ def apply_push(store: CloudStore, office_id: str, body: dict[str, Any],
         if epoch["status"] != "live":
             return answer(acked, "rotate", "This epoch is no longer current here: start a new "
                                            "epoch and push a full snapshot.")
-        if body["head_seq"] < acked:
-            return _fork(tx, office_id, epoch_id, acked, answer,
-                         f"the office's head {body['head_seq']} is behind {acked}")
         applied = duplicates = dead = 0
         generation = int(epoch["generation"])
         entries = body.get("entries", [])
