@@ -182,9 +182,14 @@ def test_waiting_counts_follow_every_transition(store: Any):
                                "cancel", "return", "transfer", "priority", "reorder"])
             try:
                 if move == "join" or not live:
+                    details: dict[str, Any] = rng.choice([{}, {
+                        "name": " Ann  Lee ", "phone": "040 1", "notes": "a\nb",
+                        "labels": ["VIP", {"value": "x", "color": "f0f", "public": True}],
+                        "extra": [{"title": "Reason", "value": "blood test"}]}])
                     joined = tickets.issue(tx, rng.choice(qids), source="desk",
-                                           priority=rng.random() < 0.2)
+                                           priority=rng.random() < 0.2, **details)
                     ticket = joined.ticket
+                    assert ticket == tickets.get(tx, ticket.id), "the join's ticket is not the row"
                     assert (joined.position == status.position_at_tail(tx, ticket)
                             == status.position(tx, ticket))
                     # What the join read in its counter's statement is what the holder's

@@ -31,11 +31,6 @@ def ticket_page_url(ticket_hash: str) -> str:
     return _request_urls()[0] + "/t/" + ticket_hash
 
 
-def ticket_location(ticket_hash: str) -> str:
-    """The path of the ticket's holder resource (``api.by_hash``), for ``Location``."""
-    return _request_urls()[1] + ticket_hash
-
-
 # (scheme, host, script root) → (host URL without its slash, by-hash path up to the
 # hash): werkzeug's URL building normalises the host every time (a tenth of a join's
 # time); the few hosts an office is reached by are remembered.
@@ -189,13 +184,14 @@ def join(queue_id: str) -> tuple[Response, int]:
     data = ticket_json(ticket, private=user is not None)
     data.update(status.status_of(joined.queue, joined.position, joined.desks,
                                  joined.now_serving, rt.settings.default_service_s))
-    data["url"] = ticket_page_url(ticket.hash)
+    host_url, by_hash = _request_urls()
+    data["url"] = host_url + "/t/" + ticket.hash  # as ticket_page_url
     data["cloud_url"] = cloud_page_url(ticket.hash)
     printing = rt.printing
     if source == "kiosk" and printing is not None:
         printing.print_ticket(data, device=current_device())  # queued; never waits on paper
     resp = jsonify(data)
-    resp.headers["Location"] = ticket_location(ticket.hash)
+    resp.headers["Location"] = by_hash + ticket.hash  # url_for("api.by_hash", …)
     return resp, 201
 
 

@@ -169,15 +169,15 @@ def issue(
     ``ticket_id``), and return it with its position, the queue and what it serves now.
 
     Three statements: the queue's counter (which reads the rest of the answer),
-    the order key and the ticket.
+    the order key and the ticket's insert (not read back).
     """
     if source not in SOURCES:
         raise ValidationError.field("source", f"must be one of {', '.join(SOURCES)}")
     name = _clean_text("name", name, MAX_NAME)
     phone = _clean_text("phone", phone, MAX_PHONE)
     notes = _clean_text("notes", notes, MAX_NOTES) or ""
-    extra_text = json.dumps(validate_extra(extra)) if extra else "[]"
-    labels_text = json.dumps(validate_labels(labels)) if labels else "[]"
+    extra_list = validate_extra(extra) if extra else []
+    label_list = validate_labels(labels) if labels else []
     # Joins are the busiest writes: few statements while the write lock is held
     # (each one hands the GIL to other threads and must wait to get it back).
     counter = tx.one(_ADVANCE_COUNTER, (queue_id, 1 if allow_closed else 0,
@@ -188,18 +188,26 @@ def issue(
         raise QueueClosed("This queue is closed and takes no new tickets.", queue_id=queue_id)
     number, prefix = counter["last_number"], counter["prefix"]
     now = utcnow_iso()
-    row = tx.one(
+    # The new row is known whole (every other column starts empty): it is not read back.
+    ticket = Ticket(
+        id=ticket_id or new_ulid(), queue_id=queue_id, number=number,
+        code=format_code(prefix, number), hash=ticket_hash or new_ticket_hash(),
+        state=WAITING, source=source, name=name, phone=phone, extra=extra_list,
+        labels=label_list, notes=notes, priority="priority" if priority else "normal",
+        order_key=_next_order_key(tx), desk_id=None, called_by=None, recall_count=0,
+        created_at=now, called_at=None, completed_at=None, skipped_at=None,
+        canceled_at=None, canceled_by=None, updated_at=now, version=1,
+        origin_queue_id=queue_id)
+    tx.execute(
         """INSERT INTO tickets (id, queue_id, origin_queue_id, number, code, hash, state,
                source, name, phone, extra, labels, notes, priority, order_key,
                created_at, updated_at, version)
-           VALUES (?, ?, ?, ?, ?, ?, 'WAITING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
-           RETURNING *""",
-        (ticket_id or new_ulid(), queue_id, queue_id, number, format_code(prefix, number),
-         ticket_hash or new_ticket_hash(), source, name, phone, extra_text,
-         labels_text, notes, 1 if priority else 0, _next_order_key(tx),
-         now, now),
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (ticket.id, queue_id, queue_id, number, ticket.code, ticket.hash, WAITING, source,
+         name, phone, json.dumps(extra_list) if extra_list else "[]",
+         json.dumps(label_list) if label_list else "[]", notes, 1 if priority else 0,
+         ticket.order_key, now, now, 1),
     )
-    ticket = Ticket.from_row(row)
     _emit(tx, ticket, "joined")
     queue = Queue.from_row({k: counter[k] for k in _QUEUE_COLUMNS})
     now_serving = None
