@@ -3,9 +3,10 @@
 Jonot Local runs SQLite in WAL mode with ``synchronous=FULL``: every commit
 syncs the WAL, so an acknowledged ticket survives a power cut. ``NORMAL``
 syncs only at checkpoints and may lose the last commits. Here the same
-number of joins (``Store.write`` + ``tickets.join`` + the ticket's status, as
-the API does) runs from one thread on a fresh database with each setting,
-the ``synchronous`` pragma being changed on the store's one pooled connection.
+number of joins (``Store.write`` + ``tickets.issue``, which also reads the
+ticket's position and queue, then its status made from those, as the API
+does) runs from one thread on a fresh database with each setting, the
+``synchronous`` pragma being changed on the store's one pooled connection.
 A bare one-row insert per commit is measured alongside, for the disk's raw rate.
 """
 
@@ -56,8 +57,9 @@ def _join_loop(db_path: Path, queue_ids: list[str], mode: str, count: int) -> di
         for i in range(count):
             t0 = time.perf_counter()
             with store.write() as tx:
-                ticket = tickets.join(tx, queue_ids[i % len(queue_ids)], source="kiosk")
-                status.ticket_status(tx, ticket, 300.0)
+                joined = tickets.issue(tx, queue_ids[i % len(queue_ids)], source="kiosk")
+            status.status_of(joined.queue, joined.position, joined.desks, joined.now_serving,
+                             300.0)
             latencies.append(time.perf_counter() - t0)
         seconds = time.perf_counter() - began
     finally:

@@ -11,7 +11,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import __version__
@@ -55,6 +56,7 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
         static_folder=str(web_dir() / "static"),
     )
     app.config["SECRET_KEY"] = _secret_key(data_dir)
+    app.session_interface = CookieSessions()
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
     app.config["JONOT_VERSION"] = __version__
     from .api.streams import StreamRegistry
@@ -87,6 +89,17 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
     from .pages import init_app as init_pages  # the people-facing pages and their languages
     init_pages(app)
     return app
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, without building a signer for a request that
+    carries no session cookie (an API client's, a kiosk's join): it gets the same
+    empty session."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def make_print_service(settings: Settings, store: Any) -> PrintService:

@@ -216,7 +216,7 @@ class Store:
 
         Group commit: while other threads are waiting to write, a finished block
         does not commit on its own; its changes stay in the open transaction
-        (each block runs in a savepoint) and the last writer of the group
+        (each block after the group's first runs in a savepoint) and the last writer of the group
         commits them all with one sync of the WAL, up to ``max_group`` blocks.
         Every block of the group returns only once that commit is done, and
         all fail if it fails. A block that raises undoes only its own savepoint.
@@ -232,11 +232,16 @@ class Store:
             self._waiting -= 1
         try:
             conn = self._write_connection()
-            if self._group is None:
-                conn.execute("BEGIN IMMEDIATE")
-                self._group = _Group()
+            # The first block of a group needs no savepoint: undoing it is rolling back
+            # the whole transaction, which holds nothing else (two statements fewer for
+            # every write that does not queue behind another).
             group = self._group
-            conn.execute("SAVEPOINT block")
+            first = group is None
+            if group is None:
+                conn.execute("BEGIN IMMEDIATE")
+                group = self._group = _Group()
+            else:
+                conn.execute("SAVEPOINT block")
         except BaseException:
             if self._group is not None and self._writer is not None:
                 self._commit_group(self._writer, self._group)  # earlier blocks still count
@@ -249,10 +254,11 @@ class Store:
                 if tx.events:
                     for hook in self.before_commit:
                         hook(tx)
-                conn.execute("RELEASE block")
+                if not first:
+                    conn.execute("RELEASE block")
                 group.blocks.append(tx)
             except BaseException:
-                self._undo_block(conn, group)
+                self._undo_block(conn, group, first)
                 raise
         finally:
             left_open = self._end_turn(conn, group)
@@ -269,8 +275,21 @@ class Store:
             self._writer = connect(self.path, read_only=self.read_only)
         return self._writer
 
-    def _undo_block(self, conn: sqlite3.Connection, group: _Group) -> None:
-        """Roll back a failed block's savepoint; the group's other blocks stay."""
+    def _undo_block(self, conn: sqlite3.Connection, group: _Group, first: bool) -> None:
+        """Roll back a failed block's savepoint; the group's other blocks stay.
+
+        ``first``: the block opened the group's transaction (without a savepoint) and
+        is its only block so far; the whole transaction is rolled back.
+        """
+        if first and not group.blocks:
+            self._group = None
+            if conn.in_transaction:
+                try:
+                    conn.rollback()
+                except sqlite3.Error:
+                    log.exception("could not roll back a failed write block")
+            group.done.set()
+            return
         if conn.in_transaction:
             try:
                 conn.execute("ROLLBACK TO block")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD)
 _lock = threading.Lock()
 _last_ms = -1
 _last_rand = 0
@@ -30,12 +32,11 @@ def new_ulid() -> str:
         else:
             rand = secrets.randbits(80)
         _last_ms, _last_rand = ms, rand
+    # 130 bits of base32 (the top two zero): the 128-bit value moved to the top of 17
+    # bytes, whose first 26 base32 characters are its 26 Crockford digits.
     value = (ms << 80) | rand
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return base64.b32encode((value << 6).to_bytes(17, "big"))[:26].decode().translate(
+        _TO_CROCKFORD)
 
 
 def new_ticket_hash() -> str:

@@ -262,7 +262,7 @@ def test_every_list_bounds_its_limit(client, admin_headers, path):
 
 CRASHES = [
     ("jonot_local.domain.queues.list_queues", "GET", "/api/v1/queues", None),
-    ("jonot_local.domain.tickets.join", "POST", "/api/v1/queues/{queue_id}/tickets", {}),
+    ("jonot_local.domain.tickets.issue", "POST", "/api/v1/queues/{queue_id}/tickets", {}),
     ("jonot_local.domain.tickets.call_next", "POST", "/api/v1/desks/{desk_id}/call-next", None),
     ("jonot_local.domain.tickets.find_by_hash", "GET", "/api/v1/tickets/by-hash/{hash}", None),
     ("jonot_local.domain.listing.list_tickets", "GET", "/api/v1/tickets", None),

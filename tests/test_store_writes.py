@@ -109,6 +109,24 @@ def test_a_failing_block_undoes_only_itself(raw_store: Store):
     assert {(e["thread"], e["i"]) for e in seen} == kept, "a rolled-back block's events went out"
 
 
+def test_a_failing_block_alone_leaves_nothing_and_the_store_goes_on(raw_store: Store):
+    # A block that opens its group's transaction runs without a savepoint: undoing it
+    # is rolling the transaction back.
+    seen: list[dict[str, Any]] = []
+    raw_store.listeners.append(seen.extend)
+    with pytest.raises(ValueError), raw_store.write() as tx:
+        tx.execute("INSERT INTO t VALUES (1, 1)")
+        tx.emit({"thread": 1, "i": 1})
+        raise ValueError("refused")
+    assert not raw_store._write_connection().in_transaction
+    with raw_store.write() as tx:
+        tx.execute("INSERT INTO t VALUES (2, 2)")
+        tx.emit({"thread": 2, "i": 2})
+    with raw_store.read() as tx:
+        assert [tuple(r) for r in tx.all("SELECT thread, i FROM t")] == [(2, 2)]
+    assert seen == [{"thread": 2, "i": 2}]
+
+
 def test_a_commit_that_fails_fails_every_block_of_its_group(raw_store: Store):
     conn = raw_store._write_connection()
     real = conn.execute
@@ -164,9 +182,21 @@ def test_waiting_counts_follow_every_transition(store: Any):
                                "cancel", "return", "transfer", "priority", "reorder"])
             try:
                 if move == "join" or not live:
-                    ticket = tickets.join(tx, rng.choice(qids), source="desk",
-                                          priority=rng.random() < 0.2)
-                    assert status.position_at_tail(tx, ticket) == status.position(tx, ticket)
+                    details: dict[str, Any] = rng.choice([{}, {
+                        "name": " Ann  Lee ", "phone": "040 1", "notes": "a\nb",
+                        "labels": ["VIP", {"value": "x", "color": "f0f", "public": True}],
+                        "extra": [{"title": "Reason", "value": "blood test"}]}])
+                    joined = tickets.issue(tx, rng.choice(qids), source="desk",
+                                           priority=rng.random() < 0.2, **details)
+                    ticket = joined.ticket
+                    assert ticket == tickets.get(tx, ticket.id), "the join's ticket is not the row"
+                    assert (joined.position == status.position_at_tail(tx, ticket)
+                            == status.position(tx, ticket))
+                    # What the join read in its counter's statement is what the holder's
+                    # status reads the long way.
+                    assert status.status_of(joined.queue, joined.position, joined.desks,
+                                            joined.now_serving, 300.0) == \
+                        status.ticket_status(tx, ticket, 300.0)
                 elif move == "next":
                     tickets.call_next(tx, desk.id)
                 elif move == "call" and waiting:

@@ -44,7 +44,9 @@ def json_body(required: bool = True, allowed: Iterable[str] | None = None) -> di
                        "Send the body as JSON with Content-Type: application/json.")
     try:
         data = json.loads(raw)
-        json.dumps(data, ensure_ascii=False).encode("utf-8")  # lone surrogates
+        # Lone surrogates come from \u escapes or from bytes that are not ASCII.
+        if b"\\u" in raw or not raw.isascii():
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError):
         data = None
     if not isinstance(data, dict):

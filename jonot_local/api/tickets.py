@@ -28,7 +28,26 @@ from .ratelimit import HashLookupLimits
 
 def ticket_page_url(ticket_hash: str) -> str:
     """The absolute URL of the ticket page for this hash (as the client reached us)."""
-    return request.host_url.rstrip("/") + "/t/" + ticket_hash
+    return _request_urls()[0] + "/t/" + ticket_hash
+
+
+# (scheme, host, script root) → (host URL without its slash, by-hash path up to the
+# hash): werkzeug's URL building normalises the host every time (a tenth of a join's
+# time); the few hosts an office is reached by are remembered.
+_URLS: dict[tuple[str, str, str], tuple[str, str]] = {}
+_URLS_MAX = 64
+
+
+def _request_urls() -> tuple[str, str]:
+    key = (request.scheme, request.host, request.script_root)
+    urls = _URLS.get(key)
+    if urls is None:
+        urls = (request.host_url.rstrip("/"),
+                url_for("api.by_hash", ticket_hash="_")[:-1])  # hashes need no quoting
+        if len(_URLS) >= _URLS_MAX:  # the Host header is the client's: bounded
+            _URLS.clear()
+        _URLS[key] = urls
+    return urls
 
 
 def cloud_page_url(ticket_hash: str) -> str | None:
@@ -149,7 +168,7 @@ def join(queue_id: str) -> tuple[Response, int]:
     else:
         source = source or "desk"
     with join_transaction(user) as tx:
-        ticket = tickets.join(
+        joined = tickets.issue(
             tx, queue_id, source=source,
             name=body.get("name"),
             phone=body.get("phone"),
@@ -158,19 +177,21 @@ def join(queue_id: str) -> tuple[Response, int]:
             labels=body.get("labels"),
             notes=notes or "",
         )
-        position = status.position_at_tail(tx, ticket)  # one row, however long the queue
-    # The rest of the answer is read after the commit, outside the write lock.
-    with runtime().store.read() as tx:
-        if user is None:
-            data = holder_view(tx, ticket, position)
-        else:
-            data = {**staff_view(tx, ticket, position), "url": ticket_page_url(ticket.hash),
-                    "cloud_url": cloud_page_url(ticket.hash)}
-    printing = runtime().printing
+    # The answer needs no statement of its own: the join read its position, queue and
+    # now serving (the holder's view for anonymous callers, the staff view otherwise).
+    rt = runtime()
+    ticket = joined.ticket
+    data = ticket_json(ticket, private=user is not None)
+    data.update(status.status_of(joined.queue, joined.position, joined.desks,
+                                 joined.now_serving, rt.settings.default_service_s))
+    host_url, by_hash = _request_urls()
+    data["url"] = host_url + "/t/" + ticket.hash  # as ticket_page_url
+    data["cloud_url"] = cloud_page_url(ticket.hash)
+    printing = rt.printing
     if source == "kiosk" and printing is not None:
         printing.print_ticket(data, device=current_device())  # queued; never waits on paper
     resp = jsonify(data)
-    resp.headers["Location"] = url_for("api.by_hash", ticket_hash=ticket.hash)
+    resp.headers["Location"] = by_hash + ticket.hash  # url_for("api.by_hash", …)
     return resp, 201
 
 

@@ -52,8 +52,9 @@ class Ticket:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Ticket:
         data = dict(row)
-        data["extra"] = json.loads(data["extra"])
-        data["labels"] = json.loads(data["labels"])
+        extra, labels = data["extra"], data["labels"]
+        data["extra"] = [] if extra == "[]" else json.loads(extra)  # most tickets have none
+        data["labels"] = [] if labels == "[]" else json.loads(labels)
         data["priority"] = "priority" if data["priority"] else "normal"
         return cls(**data)
 

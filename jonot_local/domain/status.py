@@ -127,9 +127,15 @@ def estimated_wait_s(tx: Tx, queue: Queue, people_ahead: int, default_s: float,
     """
     if people_ahead <= 0:
         return 0
+    return _wait_s(queue, people_ahead, default_s,
+                   desks if desks is not None else desks_serving(tx, queue.id))
+
+
+def _wait_s(queue: Queue, people_ahead: int, default_s: float, desks: int) -> int:
+    if people_ahead <= 0:
+        return 0
     per = service_time_s(queue, default_s)
-    desks = max(1, desks) if desks is not None else desks_serving(tx, queue.id)
-    return int(math.ceil(per * people_ahead / desks))
+    return int(math.ceil(per * people_ahead / max(1, desks)))
 
 
 def now_serving(tx: Tx, queue: Queue) -> dict[str, Any] | None:
@@ -180,11 +186,18 @@ def ticket_status(tx: Tx, ticket: Ticket, default_s: float,
     if ticket.state == CALLED and ticket.desk_id:
         row = tx.one("SELECT name FROM desks WHERE id = ?", (ticket.desk_id,))
         desk_name = row["name"] if row else None
+    return status_of(queue, pos, desks, now_serving(tx, queue), default_s, desk_name)
+
+
+def status_of(queue: Queue, pos: int | None, desks: int, serving: dict[str, Any] | None,
+              default_s: float, desk_name: str | None = None) -> dict[str, Any]:
+    """``ticket_status`` from what the caller has read already (no statement): the
+    ticket's queue, position, the desks serving the queue, its ``now_serving``."""
     return {
         "position": pos,
-        "estimated_wait_s": (estimated_wait_s(tx, queue, pos - 1, default_s, desks)
+        "estimated_wait_s": (_wait_s(queue, pos - 1, default_s, desks)
                              if pos is not None else None),
-        "now_serving": now_serving(tx, queue),
+        "now_serving": serving,
         "desk_name": desk_name,
         "queue_name": queue.name,
     }

@@ -33,6 +33,7 @@ from .model import (
     TERMINAL,
     WAITING,
     Interaction,
+    Queue,
     Ticket,
     format_code,
 )
@@ -81,6 +82,22 @@ def interactions(tx: Tx, ticket_id: str) -> list[Interaction]:
 
 # -- joining -------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Joined:
+    """A ticket just issued, with what its holder is shown, read by the join's own statements.
+
+    ``position`` counts the ticket itself (1: next); ``queue`` is the queue as of the
+    join (its counter already advanced); ``desks``: how many desks serve it;
+    ``now_serving``: as ``status.now_serving``.
+    """
+
+    ticket: Ticket
+    queue: Queue
+    position: int
+    desks: int
+    now_serving: dict[str, Any] | None
+
+
 def join(
     tx: Tx,
     queue_id: str,
@@ -111,40 +128,96 @@ def join(
         existing = tx.one("SELECT * FROM tickets WHERE id = ?", (ticket_id,))
         if existing is not None:
             return Ticket.from_row(existing)
+    return issue(tx, queue_id, source=source, name=name, phone=phone, priority=priority,
+                 extra=extra, labels=labels, notes=notes, allow_closed=allow_closed,
+                 ticket_id=ticket_id, ticket_hash=ticket_hash).ticket
+
+
+# The counter's statement also reads what the new ticket's holder is shown (desks
+# serving the queue, the waiting tickets ahead, the queue's now serving): the
+# subqueries run inside it, in C, instead of as statements of their own.
+_ADVANCE_COUNTER = """UPDATE queues SET last_number = last_number + 1
+    WHERE id = ?1 AND (is_open OR ?2)
+    RETURNING *,
+        (SELECT COUNT(*) FROM desk_queues WHERE queue_id = queues.id) AS desks_,
+        (SELECT COALESCE(SUM(n), 0) FROM queue_waiting
+            WHERE queue_id = queues.id AND priority >= ?3) AS ahead_,
+        (SELECT code FROM tickets WHERE id = queues.now_serving_ticket_id) AS ns_code_,
+        (SELECT desk_id FROM tickets WHERE id = queues.now_serving_ticket_id) AS ns_desk_id_,
+        (SELECT called_at FROM tickets WHERE id = queues.now_serving_ticket_id) AS ns_called_at_,
+        (SELECT d.name FROM tickets t JOIN desks d ON d.id = t.desk_id
+            WHERE t.id = queues.now_serving_ticket_id) AS ns_desk_name_"""
+_QUEUE_COLUMNS = tuple(Queue.__dataclass_fields__)
+
+
+def issue(
+    tx: Tx,
+    queue_id: str,
+    *,
+    source: str = "remote",
+    name: str | None = None,
+    phone: str | None = None,
+    priority: bool = False,
+    extra: list[dict[str, Any]] | None = None,
+    labels: list[dict[str, Any]] | None = None,
+    notes: str = "",
+    allow_closed: bool = False,
+    ticket_id: str | None = None,
+    ticket_hash: str | None = None,
+) -> Joined:
+    """Issue the next ticket of a queue, as ``join`` (without its look-up of an existing
+    ``ticket_id``), and return it with its position, the queue and what it serves now.
+
+    Three statements: the queue's counter (which reads the rest of the answer),
+    the order key and the ticket's insert (not read back).
+    """
     if source not in SOURCES:
         raise ValidationError.field("source", f"must be one of {', '.join(SOURCES)}")
     name = _clean_text("name", name, MAX_NAME)
     phone = _clean_text("phone", phone, MAX_PHONE)
     notes = _clean_text("notes", notes, MAX_NOTES) or ""
-    extra_list = validate_extra(extra or [])
-    label_list = validate_labels(labels or [])
+    extra_list = validate_extra(extra) if extra else []
+    label_list = validate_labels(labels) if labels else []
     # Joins are the busiest writes: few statements while the write lock is held
     # (each one hands the GIL to other threads and must wait to get it back).
-    counter = tx.one(
-        "UPDATE queues SET last_number = last_number + 1 WHERE id = ? AND (is_open OR ?) "
-        "RETURNING last_number, prefix",
-        (queue_id, 1 if allow_closed else 0),
-    )
+    counter = tx.one(_ADVANCE_COUNTER, (queue_id, 1 if allow_closed else 0,
+                                        1 if priority else 0))
     if counter is None:
         if tx.one("SELECT 1 FROM queues WHERE id = ?", (queue_id,)) is None:
             raise NotFound(f"No queue with id {queue_id}.")
         raise QueueClosed("This queue is closed and takes no new tickets.", queue_id=queue_id)
     number, prefix = counter["last_number"], counter["prefix"]
     now = utcnow_iso()
-    row = tx.one(
+    # The new row is known whole (every other column starts empty): it is not read back.
+    ticket = Ticket(
+        id=ticket_id or new_ulid(), queue_id=queue_id, number=number,
+        code=format_code(prefix, number), hash=ticket_hash or new_ticket_hash(),
+        state=WAITING, source=source, name=name, phone=phone, extra=extra_list,
+        labels=label_list, notes=notes, priority="priority" if priority else "normal",
+        order_key=_next_order_key(tx), desk_id=None, called_by=None, recall_count=0,
+        created_at=now, called_at=None, completed_at=None, skipped_at=None,
+        canceled_at=None, canceled_by=None, updated_at=now, version=1,
+        origin_queue_id=queue_id)
+    tx.execute(
         """INSERT INTO tickets (id, queue_id, origin_queue_id, number, code, hash, state,
                source, name, phone, extra, labels, notes, priority, order_key,
                created_at, updated_at, version)
-           VALUES (?, ?, ?, ?, ?, ?, 'WAITING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
-           RETURNING *""",
-        (ticket_id or new_ulid(), queue_id, queue_id, number, format_code(prefix, number),
-         ticket_hash or new_ticket_hash(), source, name, phone, json.dumps(extra_list),
-         json.dumps(label_list), notes, 1 if priority else 0, _next_order_key(tx),
-         now, now),
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (ticket.id, queue_id, queue_id, number, ticket.code, ticket.hash, WAITING, source,
+         name, phone, json.dumps(extra_list) if extra_list else "[]",
+         json.dumps(label_list) if label_list else "[]", notes, 1 if priority else 0,
+         ticket.order_key, now, now, 1),
     )
-    ticket = Ticket.from_row(row)
     _emit(tx, ticket, "joined")
-    return ticket
+    queue = Queue.from_row({k: counter[k] for k in _QUEUE_COLUMNS})
+    now_serving = None
+    if queue.now_serving_ticket_id and counter["ns_code_"] is not None:
+        now_serving = {"code": counter["ns_code_"], "desk_id": counter["ns_desk_id_"],
+                       "desk_name": counter["ns_desk_name_"],
+                       "called_at": counter["ns_called_at_"]}
+    # The new ticket is the last of its priority: those ahead were waiting before it.
+    return Joined(ticket=ticket, queue=queue, position=counter["ahead_"] + 1,
+                  desks=counter["desks_"], now_serving=now_serving)
 
 
 # -- calling -------------------------------------------------------------------
