@@ -448,6 +448,25 @@ def _sync_error_code(db: Database) -> None:
     db.execute("ALTER TABLE sync_state ADD COLUMN last_error_code TEXT")
 
 
+
+@MIGRATIONS(name="0014_order_seq_trigger")
+def _order_seq_trigger(db: Database) -> None:
+    """A ticket's insert takes the next order key and advances the sequence itself.
+
+    The insert reads ``settings.order_seq`` + 1 into ``order_key``; this trigger
+    raises the sequence to every inserted key (never lowers it), so a join is one
+    statement less and a ticket inserted with any key still sorts before the next.
+    """
+    db.execute(
+        """CREATE TRIGGER tr_tickets_order_seq AFTER INSERT ON tickets
+            WHEN NEW.order_key >= 1
+        BEGIN
+            INSERT INTO settings (key, value)
+                VALUES ('order_seq', CAST(CAST(NEW.order_key AS INTEGER) AS TEXT))
+                ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                WHERE CAST(excluded.value AS INTEGER) > CAST(value AS INTEGER);
+        END""")
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every pending migration; returns the names applied.
 

@@ -222,3 +222,31 @@ def test_waiting_counts_follow_every_transition(store: Any):
     with store.read() as tx:
         assert status.waiting_count(tx, qa.id) == sum(
             n for (q, _), n in _counted(tx).items() if q == qa.id)
+
+
+def test_a_join_takes_the_next_order_key_in_its_insert(store: Any):
+    """The insert reads the order sequence and its trigger advances it: keys go up one
+    by one, a ticket inserted with a higher key raises the sequence (a join after it
+    sorts after it), and a join runs two statements of its own."""
+    with store.write() as tx:
+        q = queues.create_queue(tx, name="Order keys", prefix="OK")
+    with store.write() as tx:
+        keys = [tickets.issue(tx, q.id).ticket.order_key for _ in range(3)]
+        assert keys == [keys[0], keys[0] + 1, keys[0] + 2]
+        row = dict(tx.one("SELECT * FROM tickets WHERE order_key = ?", (keys[-1],)))
+        row.update(id="01HIGHKEY0000000000000000", number=999, code="OK999",
+                   hash="high-key-hash", order_key=keys[-1] + 50.5)
+        tx.execute(f"INSERT INTO tickets ({', '.join(row)}) VALUES "
+                   f"({', '.join('?' * len(row))})", list(row.values()))
+        ran: list[str] = []
+        tx.conn.set_trace_callback(ran.append)
+        try:
+            after = tickets.issue(tx, q.id).ticket
+        finally:
+            tx.conn.set_trace_callback(None)
+        assert after.order_key == keys[-1] + 51
+        assert after == tickets.get(tx, after.id)
+        # SQLite traces the insert again for each trigger it fires: two statements.
+        assert len(dict.fromkeys(ran)) == 2, ran
+        assert float(tx.one("SELECT value FROM settings WHERE key = 'order_seq'")["value"]) \
+            == after.order_key

@@ -168,8 +168,8 @@ def issue(
     """Issue the next ticket of a queue, as ``join`` (without its look-up of an existing
     ``ticket_id``), and return it with its position, the queue and what it serves now.
 
-    Three statements: the queue's counter (which reads the rest of the answer),
-    the order key and the ticket's insert (not read back).
+    Two statements: the queue's counter (which reads the rest of the answer) and
+    the ticket's insert, which takes the next order key (``_ORDER_KEY_NEXT``).
     """
     if source not in SOURCES:
         raise ValidationError.field("source", f"must be one of {', '.join(SOURCES)}")
@@ -188,26 +188,30 @@ def issue(
         raise QueueClosed("This queue is closed and takes no new tickets.", queue_id=queue_id)
     number, prefix = counter["last_number"], counter["prefix"]
     now = utcnow_iso()
-    # The new row is known whole (every other column starts empty): it is not read back.
-    ticket = Ticket(
-        id=ticket_id or new_ulid(), queue_id=queue_id, number=number,
-        code=format_code(prefix, number), hash=ticket_hash or new_ticket_hash(),
-        state=WAITING, source=source, name=name, phone=phone, extra=extra_list,
-        labels=label_list, notes=notes, priority="priority" if priority else "normal",
-        order_key=_next_order_key(tx), desk_id=None, called_by=None, recall_count=0,
-        created_at=now, called_at=None, completed_at=None, skipped_at=None,
-        canceled_at=None, canceled_by=None, updated_at=now, version=1,
-        origin_queue_id=queue_id)
-    tx.execute(
+    ticket_id = ticket_id or new_ulid()
+    code, ticket_hash = format_code(prefix, number), ticket_hash or new_ticket_hash()
+    # The insert takes the next order key itself (a trigger advances the sequence),
+    # and the new row is known whole (every other column starts empty): only the key
+    # is read back.
+    order_key = tx.one(
         """INSERT INTO tickets (id, queue_id, origin_queue_id, number, code, hash, state,
                source, name, phone, extra, labels, notes, priority, order_key,
                created_at, updated_at, version)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (ticket.id, queue_id, queue_id, number, ticket.code, ticket.hash, WAITING, source,
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, """ + _ORDER_KEY_NEXT + """,
+               ?, ?, ?) RETURNING order_key""",
+        (ticket_id, queue_id, queue_id, number, code, ticket_hash, WAITING, source,
          name, phone, json.dumps(extra_list) if extra_list else "[]",
          json.dumps(label_list) if label_list else "[]", notes, 1 if priority else 0,
-         ticket.order_key, now, now, 1),
-    )
+         now, now, 1),
+    )["order_key"]
+    ticket = Ticket(
+        id=ticket_id, queue_id=queue_id, number=number, code=code, hash=ticket_hash,
+        state=WAITING, source=source, name=name, phone=phone, extra=extra_list,
+        labels=label_list, notes=notes, priority="priority" if priority else "normal",
+        order_key=float(order_key), desk_id=None, called_by=None, recall_count=0,
+        created_at=now, called_at=None, completed_at=None, skipped_at=None,
+        canceled_at=None, canceled_by=None, updated_at=now, version=1,
+        origin_queue_id=queue_id)
     _emit(tx, ticket, "joined")
     queue = Queue.from_row({k: counter[k] for k in _QUEUE_COLUMNS})
     now_serving = None
@@ -691,6 +695,13 @@ def _learn_service_time(tx: Tx, queue_id: str, started: str, ended: str,
 # Tickets that hold a place in their queue's order: waiting ones, and called ones,
 # which a return puts back where they were. Keys of these must stay distinct.
 _HOLDS_PLACE = "state IN ('WAITING', 'CALLED')"
+
+
+# The next order key, read inside a ticket's insert; the insert's trigger
+# (``tr_tickets_order_seq``) then raises the sequence to the key, as
+# ``_next_order_key`` does.
+_ORDER_KEY_NEXT = ("(SELECT COALESCE((SELECT CAST(value AS INTEGER) FROM settings "
+                   "WHERE key = 'order_seq'), 0) + 1)")
 
 
 def _next_order_key(tx: Tx) -> float:
