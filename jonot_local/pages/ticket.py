@@ -182,6 +182,7 @@ def freshness(updated_at: str | None, stale_after_s: float,
     quiet = ((now or datetime.now(UTC)) - parse_iso(updated_at)).total_seconds()
     minutes = max(0, int(quiet // 60))
     if quiet > stale_after_s:
+        minutes = max(1, minutes)
         return {"stale": True, "text": ngettext(
             "The clinic has not been heard from for %(n)s minute; what you see may be out "
             "of date.",

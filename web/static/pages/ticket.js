@@ -70,6 +70,7 @@
       var quiet = (Date.now() - skew - Date.parse(view.updated_at_office)) / 1000;
       var m = Math.max(0, Math.floor(quiet / 60));
       stale = quiet > cfg.stale_after_s;
+      if (stale) m = Math.max(1, m);
       if (stale) msg = (m === 1 ? T.stale_one : T.stale_other).replace("{n}", m);
       else if (m < 1) msg = T.updated_now;
       else msg = (m === 1 ? T.updated_one : T.updated_other).replace("{n}", m);
