@@ -147,6 +147,8 @@ def test_a_refused_join_says_why_in_words(cloud):
     body = html.split('id="jonot-config"')[0]
     assert "Not given" in body and "The clinic could not give you a number." in body
     assert "This queue is closed just now." in body
+    assert '<p class="code none" id="code">–</p>' in body  # no number is coming
+    assert re.search(r'id="fresh" role="status" hidden', body)  # over: freshness is moot
     _, fi = _page(client, joined["hash"], lang="fi")
     body = fi.split('id="jonot-config"')[0]
     assert "This queue is closed just now." not in body and "suljettu" in body
@@ -189,6 +191,7 @@ def test_a_quiet_clinic_is_said_to_be_quiet(cloud):
             "date.") in html
     _, fi = _page(client, h, lang="fi")
     assert "7 minuuttiin" in fi
+    assert re.search(r'<p class="called-fresh" id="called-fresh" >Vastaanotosta ei ole', fi)
 
 
 def test_freshness_in_words(cloud):

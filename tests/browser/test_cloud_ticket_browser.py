@@ -134,6 +134,8 @@ def test_the_offices_call_shows_your_turn(open_page, office, artifacts):
                         json={}, timeout=10).status_code == 200:
         pass
     ticket = o.join()
+    wait_for("the ticket on the cloud",
+             lambda: office.on_cloud(ticket["hash"]).get("state") == "WAITING", timeout=15)
     page, guard = open_page(f"/t/{ticket['hash']}", *PHONE, mobile=True, sound=False)
     page.locator("#state").filter(has_text="Waiting").wait_for(timeout=15_000)
     _live(page)
@@ -164,6 +166,7 @@ def test_a_quiet_office_is_said_to_be_quiet_and_the_page_speaks_finnish(open_pag
         fresh.wait_for(timeout=5000)
         assert "ei ole kuulunut 7 minuuttiin" in fresh.inner_text()
         page.screenshot(path=str(artifacts / "cloud-ticket-360x740-stale-fi.png"))
+        assert page.locator("#called-fresh").is_hidden()  # not called: the card says it
         assert page.js_errors == []
     finally:
         office.resume_office()

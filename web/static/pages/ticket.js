@@ -27,7 +27,7 @@
   function render(next) {
     var prev = view;
     view = next;
-    text("code", next.code || "\u2026");
+    text("code", next.code || (next.state === "PENDING" ? "\u2026" : "\u2013"));
     $("code").className = next.code ? "code" : "code none";
     var st = $("state");
     st.className = "state state-" + next.state.toLowerCase();
@@ -64,6 +64,7 @@
   function freshness() {  // the same rule as pages/ticket.py freshness
     var el = $("fresh");
     if (!el || cfg.stale_after_s === undefined) return;
+    el.hidden = !following(view.state);  // an ended ticket changes no more: freshness is moot
     var msg, stale;
     if (!view.updated_at_office) { stale = true; msg = T.stale_never; }
     else {
@@ -77,6 +78,8 @@
     }
     el.className = stale ? "fresh stale" : "fresh";
     text("fresh", msg);
+    text("called-fresh", msg);  // also over "your turn": it may be out of date too
+    $("called-fresh").hidden = !stale;
   }
   function refresh() {  // the stream sends changes only: ask how fresh the copy is now and then
     if (ended || !following(view.state)) return;
