@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from flask_babel import Babel, get_locale
 
 from .runtime import runtime
@@ -42,7 +42,14 @@ def select_locale() -> str:
     best = request.accept_languages.best_match(available_languages())
     if best:
         return best
-    return known_language(runtime().settings.language) or SOURCE_LANGUAGE
+    return known_language(_setting_language()) or SOURCE_LANGUAGE
+
+
+def _setting_language() -> str | None:
+    """The ``language`` setting: the office's runtime's, or the cloud app's config."""
+    if "jonot" in current_app.extensions:
+        return runtime().settings.language
+    return current_app.config.get("JONOT_LANGUAGE")
 
 
 def init_app(app: Flask) -> Babel:

@@ -13,6 +13,7 @@ redirects here.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, abort, redirect, render_template, url_for
@@ -25,6 +26,7 @@ from ..domain import tickets
 from ..domain.location import get_location
 from ..ids import is_ticket_hash
 from ..runtime import runtime
+from ..timeutil import parse_iso
 from . import blueprint
 from .assets import asset_url
 from .common import is_htmx
@@ -63,6 +65,27 @@ def ticket_texts() -> dict[str, Any]:
         "cancel_failed": gettext("Cancelling did not work. Check your connection and try "
                                  "again."),
         "ended": ended_texts(),
+        "pending": gettext("Your request is on its way to the clinic. Your number appears "
+                           "here once the clinic has it."),
+        "cancel_pending": gettext("Cancel requested; waiting for the clinic to confirm."),
+        "updated_now": gettext("Updated just now"),
+        "updated_one": ngettext("Updated %(n)s minute ago", "Updated %(n)s minutes ago", 1,
+                                n="{n}"),
+        "updated_other": ngettext("Updated %(n)s minute ago", "Updated %(n)s minutes ago", 2,
+                                  n="{n}"),
+        "stale_one": ngettext(
+            "The clinic has not been heard from for %(n)s minute; what you see may be out "
+            "of date.",
+            "The clinic has not been heard from for %(n)s minutes; what you see may be out "
+            "of date.", 1, n="{n}"),
+        "stale_other": ngettext(
+            "The clinic has not been heard from for %(n)s minute; what you see may be out "
+            "of date.",
+            "The clinic has not been heard from for %(n)s minutes; what you see may be out "
+            "of date.", 2, n="{n}"),
+        "stale_never": gettext("The clinic has not been heard from yet; what you see may be "
+                               "out of date."),
+        "reasons": {},
     }
 
 
@@ -73,6 +96,9 @@ def state_labels() -> dict[str, str]:
         "COMPLETED": gettext("Done"),
         "SKIPPED": gettext("Missed"),
         "CANCELED": gettext("Canceled"),
+        "PENDING": gettext("On its way"),
+        "REJECTED": gettext("Not given"),
+        "RETIRED": gettext("No longer valid"),
     }
 
 
@@ -83,6 +109,8 @@ def ended_texts() -> dict[str, str]:
                            "or take a new number."),
         "CANCELED": gettext("This ticket was canceled. Take a new number if you still "
                             "need one."),
+        "REJECTED": gettext("The clinic could not give you a number."),
+        "RETIRED": gettext("The clinic no longer has this number."),
     }
 
 
@@ -95,28 +123,78 @@ def ticket_page(ticket_hash: str) -> Any:
             view = holder_view(tx, tickets.get(tx, ticket.id))
             clinic = get_location(tx)["name"]
     except ApiError as err:
-        return _problem_page(err)
-    context = {
-        "clinic": clinic,
-        "view": view,
-        "states": state_labels(),
-        "ended": ended_texts(),
-        "about": about_minutes(view["estimated_wait_s"]),
-        "config": {
-            "hash": ticket_hash,
-            "stream": url_for("api.ticket_events", ticket_hash=ticket_hash),
-            "cancel": url_for("api.cancel_by_hash", ticket_hash=ticket_hash),
-            "chime": asset_url("display_assets.static", "chime.wav"),
-            "texts": ticket_texts(),
-            "view": view,
-        },
-    }
+        return problem_page(err)
+    context = page_context(
+        view, clinic, ticket_hash,
+        stream=url_for("api.ticket_events", ticket_hash=ticket_hash),
+        cancel=url_for("api.cancel_by_hash", ticket_hash=ticket_hash))
     if is_htmx():
         return render_template("pages/_ticket_status.html", **context)
     return render_template("pages/ticket.html", **context)
 
 
-def _problem_page(err: ApiError) -> Response:
+def page_context(view: dict[str, Any], clinic: str, ticket_hash: str, *, stream: str,
+                 cancel: str, stale_after_s: float | None = None) -> dict[str, Any]:
+    """What ``pages/ticket.html`` renders, on the office and on the cloud.
+
+    ``stale_after_s`` is given by the cloud: its views carry ``updated_at_office``
+    and the page then says how fresh they are (``freshness``), kept current by the script.
+    """
+    config: dict[str, Any] = {
+        "hash": ticket_hash,
+        "clinic": clinic,
+        "stream": stream,
+        "cancel": cancel,
+        "chime": asset_url("display_assets.static", "chime.wav"),
+        "texts": ticket_texts(),
+        "view": view,
+    }
+    if stale_after_s is not None:
+        config["stale_after_s"] = stale_after_s
+        config["server_now"] = datetime.now(UTC).isoformat()
+    return {
+        "clinic": clinic,
+        "view": view,
+        "states": state_labels(),
+        "ended": ended_texts(),
+        "about": about_minutes(view["estimated_wait_s"]),
+        "message": reason_text(view.get("message")),
+        "freshness": (freshness(view.get("updated_at_office"), stale_after_s)
+                      if stale_after_s is not None else None),
+        "config": config,
+    }
+
+
+def reason_text(message: str | None) -> str:
+    """A refusal or note of the cloud (``sync.cloud.relay.REASONS``) in the page's language."""
+    return gettext(message) if message else ""
+
+
+def freshness(updated_at: str | None, stale_after_s: float,
+              now: datetime | None = None) -> dict[str, Any]:
+    """How fresh the cloud's copy is: ``stale`` and the sentence saying so.
+
+    The page's script applies the same rule every half minute (``ticket.js``: ``freshness``).
+    """
+    if updated_at is None:
+        return {"stale": True, "text": gettext("The clinic has not been heard from yet; what "
+                                               "you see may be out of date.")}
+    quiet = ((now or datetime.now(UTC)) - parse_iso(updated_at)).total_seconds()
+    minutes = max(0, int(quiet // 60))
+    if quiet > stale_after_s:
+        minutes = max(1, minutes)
+        return {"stale": True, "text": ngettext(
+            "The clinic has not been heard from for %(n)s minute; what you see may be out "
+            "of date.",
+            "The clinic has not been heard from for %(n)s minutes; what you see may be out "
+            "of date.", minutes, n=minutes)}
+    if minutes < 1:
+        return {"stale": False, "text": gettext("Updated just now")}
+    return {"stale": False, "text": ngettext("Updated %(n)s minute ago",
+                                             "Updated %(n)s minutes ago", minutes, n=minutes)}
+
+
+def problem_page(err: ApiError) -> Response:
     """The ticket page's own look for an unknown hash (404) or a client over budget (429)."""
     wait = int(err.headers.get("Retry-After", "0") or 0)
     if err.status == 429:

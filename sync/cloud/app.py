@@ -4,7 +4,10 @@
 PostgreSQL of ``cloud_database_url``) and registers the routes. Offices speak
 under ``/api/v1/sync/`` with their bearer token; patients use the same public
 paths as on an office (``/api/v1/tickets/by-hash/…``, ``/api/v1/queues/…/tickets``,
-``/t/<hash>``) for the tickets the cloud holds.
+``/t/<hash>``) for the tickets the cloud holds. The ticket page is the office's
+own (``jonot_local.pages.ticket``: its templates, script, styles, fonts and chime,
+served from the package with versioned URLs), in the patient's language, following
+the cloud's stream and cancelling through the cloud.
 """
 
 from __future__ import annotations
@@ -12,29 +15,40 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext
 from jonot_local.sync import protocol
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from jonot_local import __version__
+from jonot_local import __version__, i18n
 from jonot_local.api import errors as api_errors
 from jonot_local.api.common import json_body
 from jonot_local.api.errors import ApiError
 from jonot_local.api.ratelimit import TokenBuckets
 from jonot_local.domain.errors import ValidationError
 from jonot_local.ids import is_ticket_hash
+from jonot_local.pages import display_assets
+from jonot_local.pages import ticket as ticket_page_parts
+from jonot_local.pages.assets import init_assets
+from jonot_local.paths import web_dir
 from jonot_local.settings import Settings
 
 from . import receiver, relay
 from .fanout import GONE, Fanout, sse
 from .offices import office_for_token
 from .store import CloudStore, TransientError, open_cloud_store
-
-TEMPLATES = Path(__file__).parent / "templates"
 
 
 class LookupLimits:
@@ -106,9 +120,14 @@ def create_cloud_app(config: dict[str, Any] | Settings | None = None) -> Flask:
     settings = config if isinstance(config, Settings) else Settings.load(config)
     store = open_cloud_store(Path(settings.data_dir), settings.cloud_database_url,
                              pool_size=settings.db_pool_size)
-    app = Flask("jonot_local.cloud", template_folder=str(TEMPLATES))
+    app = Flask("jonot_local.cloud", template_folder=str(web_dir() / "templates"),
+                static_folder=str(web_dir() / "static"))
     app.config["MAX_CONTENT_LENGTH"] = 4 * 1024 * 1024  # a full batch of snapshots
     app.config["JONOT_VERSION"] = __version__
+    app.config["JONOT_LANGUAGE"] = settings.language
+    i18n.init_app(app)  # the ticket page in the patient's language, as on the office
+    init_assets(app)
+    app.register_blueprint(display_assets)  # the chime
     app.extensions["jonot_cloud"] = Cloud(settings, store)
     if settings.trusted_proxies > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
@@ -338,27 +357,29 @@ def ticket_events(ticket_hash: str) -> Response:
 
 # -- the ticket page ------------------------------------------------------------------------------
 
-def _ago(stamp: str | None) -> str:
-    if not stamp:
-        return "never"
-    from jonot_local.timeutil import parse_iso
-
-    minutes = int((datetime.now(UTC) - parse_iso(stamp)).total_seconds() // 60)
-    if minutes < 1:
-        return "less than a minute ago"
-    if minutes < 120:
-        return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
-    return f"{minutes // 60} hours ago"
-
-
 @pages.get("/t/<ticket_hash>")
-def ticket_page(ticket_hash: str) -> tuple[str, int]:
-    """The holder's ticket page, rendered here; it reloads itself every 15 s."""
+def ticket_page(ticket_hash: str) -> Response | str:
+    """The office's ticket page for the cloud's copy: live from the cloud's stream.
+
+    Also says how fresh the copy is, a remote join on its way (PENDING), a refusal
+    (REJECTED) or a number the clinic no longer has (RETIRED) in words, and a
+    cancel as requested until the clinic confirms it.
+    """
     try:
         row = _lookup(ticket_hash)
     except ApiError as err:
-        return render_template("ticket.html", view=None, status=err.status,
-                               message=err.message, ago=None), err.status
+        return ticket_page_parts.problem_page(err)
     view = _view(ticket_hash, row)
-    return render_template("ticket.html", view=view, status=200, message=None,
-                           ago=_ago(view["updated_at_office"]) if view else None), 200
+    if view is None:
+        return ticket_page_parts.problem_page(
+            ApiError(404, "not_found", "No ticket has this link."))
+    with cloud().store.read() as tx:
+        office = tx.one("SELECT name FROM office WHERE office_id = ?", (row["office_id"],))
+    context = ticket_page_parts.page_context(
+        view, (office or {}).get("name", ""), ticket_hash,
+        stream=url_for("cloud_api.ticket_events", ticket_hash=ticket_hash),
+        cancel=url_for("cloud_api.cancel_by_hash", ticket_hash=ticket_hash),
+        stale_after_s=cloud().settings.cloud_stale_after_s)
+    context["config"]["texts"]["reasons"] = {
+        words: gettext(words) for words in relay.REASONS.values()}
+    return render_template("pages/ticket.html", **context)

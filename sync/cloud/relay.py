@@ -25,26 +25,32 @@ from jonot_local.timeutil import parse_iso, to_iso
 from .store import CloudStore, Tx
 
 TERMINAL = ("COMPLETED", "SKIPPED", "CANCELED", "REJECTED", "RETIRED")
-EXPIRED_REASON = ("The clinic is offline just now, so this request could not reach it. "
-                  "Try again later, or take a ticket at the kiosk.")
+def N_(words: str) -> str:
+    """Marks words for the translations (the ticket page shows them in the patient's language)."""
+    return words
+
+
+EXPIRED_REASON = N_("The clinic is offline just now, so this request could not reach it. "
+                    "Try again later, or take a ticket at the kiosk.")
 
 #: Every refusal code the office reports (``sync/apply.py``), in words.
 REASONS = {
-    "queue_closed": "This queue is closed just now.",
-    "already_called": "Too late to cancel: the ticket has already been called.",
-    "already_ended": "This ticket has already ended.",
-    "already_completed": "This ticket has already been served.",
-    "already_skipped": "This ticket was skipped: ask at the reception.",
-    "already_canceled": "This ticket has already been canceled.",
-    "not_found": "The clinic does not know this ticket or queue.",
-    "invalid": "The clinic could not read this request.",
-    "invalid_transition": "The clinic could not do this for the ticket in its present state.",
-    "conflict": "The clinic already has another ticket with this id; please join again.",
-    "unknown_kind": "The clinic does not know this kind of request yet.",
-    "refused": "The clinic refused this request.",
+    "queue_closed": N_("This queue is closed just now."),
+    "already_called": N_("Too late to cancel: the ticket has already been called."),
+    "already_ended": N_("This ticket has already ended."),
+    "already_completed": N_("This ticket has already been served."),
+    "already_skipped": N_("This ticket was skipped: ask at the reception."),
+    "already_canceled": N_("This ticket has already been canceled."),
+    "not_found": N_("The clinic does not know this ticket or queue."),
+    "invalid": N_("The clinic could not read this request."),
+    "invalid_transition": N_("The clinic could not do this for the ticket in its present "
+                             "state."),
+    "conflict": N_("The clinic already has another ticket with this id; please join again."),
+    "unknown_kind": N_("The clinic does not know this kind of request yet."),
+    "refused": N_("The clinic refused this request."),
     "expired": EXPIRED_REASON,
-    "office_restored": ("The clinic's records no longer have this ticket: they were put back "
-                        "from an earlier backup. Please ask at the reception."),
+    "office_restored": N_("The clinic's records no longer have this ticket: they were put "
+                          "back from an earlier backup. Please ask at the reception."),
 }
 
 

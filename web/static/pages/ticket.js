@@ -1,16 +1,20 @@
 /* The ticket page's live part: follows the holder's stream and renders its JSON; the
    "your turn" screen with the chime, vibration and the tab title; cancel with a
-   confirmation (a POST to the public JSON API, whose credential is the hash). */
+   confirmation (a POST to the public JSON API, whose credential is the hash).
+   On the cloud (cfg.stale_after_s given) also: PENDING until the clinic numbers a
+   remote join, a cancel "requested" until the clinic confirms it, refusals in words,
+   and how fresh the copy is ("updated N minutes ago", or the clinic gone quiet). */
 (function () {
   "use strict";
   var cfg = JSON.parse(document.getElementById("jonot-config").textContent);
   var T = cfg.texts;
   var view = cfg.view, es = null, lastId = null, audio = null, ended = false;
-  var baseTitle = document.title;
 
   function $(id) { return document.getElementById(id); }
   function text(id, value) { var el = $(id); if (el.textContent !== value) el.textContent = value; }
   function live(state) { return state === "WAITING" || state === "CALLED"; }
+  function following(state) { return live(state) || state === "PENDING"; }
+  var skew = cfg.server_now ? Date.now() - Date.parse(cfg.server_now) : 0;
 
   function aboutMinutes(s) {  // the same rounding as pages/ticket.py about_minutes
     if (s === null || s === undefined) return "";
@@ -23,14 +27,22 @@
   function render(next) {
     var prev = view;
     view = next;
-    text("code", next.code);
+    text("code", next.code || (next.state === "PENDING" ? "\u2026" : "\u2013"));
+    $("code").className = next.code ? "code" : "code none";
     var st = $("state");
     st.className = "state state-" + next.state.toLowerCase();
     text("state", T.states[next.state] || next.state);
     $("facts").hidden = !live(next.state);
     $("ended").hidden = live(next.state);
-    text("ended-text", T.ended[next.state] || "");
+    text("ended-text", next.state === "PENDING" ? T.pending : (T.ended[next.state] || ""));
+    var note = next.message ? (T.reasons[next.message] || next.message) : "";
+    text("note", note);
+    $("note").hidden = !note;
     $("cancel").hidden = next.state !== "WAITING";
+    $("cancel-pending").hidden = !next.cancel_pending;
+    if (next.cancel_pending) { $("cancel-ask").hidden = true; $("cancel-confirm").hidden = true; }
+    else if ($("cancel-confirm").hidden) $("cancel-ask").hidden = false;
+    freshness();
     text("position", next.position === 1 ? T.next
       : next.position ? T.position.replace("{n}", next.position) : "");
     text("wait", aboutMinutes(next.estimated_wait_s));
@@ -45,8 +57,36 @@
       var fresh = prev.state !== "CALLED" || (next.recall_count || 0) > (prev.recall_count || 0);
       if (fresh) alertHolder();
     } else {
-      document.title = baseTitle;
+      document.title = (next.code || T.states[next.state] || "") + " \u2014 " + cfg.clinic;
     }
+  }
+
+  function freshness() {  // the same rule as pages/ticket.py freshness
+    var el = $("fresh");
+    if (!el || cfg.stale_after_s === undefined) return;
+    el.hidden = !following(view.state);  // an ended ticket changes no more: freshness is moot
+    var msg, stale;
+    if (!view.updated_at_office) { stale = true; msg = T.stale_never; }
+    else {
+      var quiet = (Date.now() - skew - Date.parse(view.updated_at_office)) / 1000;
+      var m = Math.max(0, Math.floor(quiet / 60));
+      stale = quiet > cfg.stale_after_s;
+      if (stale) m = Math.max(1, m);
+      if (stale) msg = (m === 1 ? T.stale_one : T.stale_other).replace("{n}", m);
+      else if (m < 1) msg = T.updated_now;
+      else msg = (m === 1 ? T.updated_one : T.updated_other).replace("{n}", m);
+    }
+    el.className = stale ? "fresh stale" : "fresh";
+    text("fresh", msg);
+    text("called-fresh", msg);  // also over "your turn": it may be out of date too
+    $("called-fresh").hidden = !stale;
+  }
+  function refresh() {  // the stream sends changes only: ask how fresh the copy is now and then
+    if (ended || !following(view.state)) return;
+    var x = new XMLHttpRequest();
+    x.open("GET", cfg.stream.replace(/\/events$/, ""));
+    x.onload = function () { if (x.status === 200) render(JSON.parse(x.responseText)); };
+    x.send();
   }
 
   function alertHolder() {
@@ -77,7 +117,7 @@
     try { render(JSON.parse(ev.data)); } catch (e) { if (window.console) console.error(e); }
   }
   function connect() {
-    if (ended || !live(view.state)) return;
+    if (ended || !following(view.state)) return;
     if (!window.EventSource) { poll(); return; }
     es = new window.EventSource(cfg.stream);
     es.addEventListener("ticket", onTicket);
@@ -95,7 +135,7 @@
     x.onload = function () {
       if (x.status === 200) { setConnected(true); render(JSON.parse(x.responseText)); }
       else setConnected(false);
-      if (live(view.state)) setTimeout(poll, 4000);
+      if (following(view.state)) setTimeout(poll, 4000);
     };
     x.onerror = function () { setConnected(false); setTimeout(poll, 8000); };
     x.send();
@@ -116,9 +156,11 @@
       x.setRequestHeader("Content-Type", "application/json");
       x.onload = function () {
         btn.disabled = false;
-        if (x.status === 200 || x.status === 409) {
-          if (x.status === 200) { render(JSON.parse(x.responseText)); finish(); }
+        if (x.status === 200 || x.status === 202 || x.status === 409) {
           $("cancel-confirm").hidden = true; $("cancel-ask").hidden = false;
+          if (x.status === 200) { render(JSON.parse(x.responseText)); finish(); }
+          // The cloud answers 202: "requested" until the clinic confirms (its stream says).
+          if (x.status === 202) render(JSON.parse(x.responseText));
           return;
         }
         failed();
@@ -135,4 +177,9 @@
 
   cancelFlow();
   connect();
+  if (cfg.stale_after_s !== undefined) {
+    freshness();
+    setInterval(freshness, 30000);
+    setInterval(refresh, 60000);
+  }
 })();
