@@ -21,7 +21,7 @@ from typing import Any
 from flask import Flask
 
 from .netguard import create_guarded_server
-from .settings import Settings
+from .settings import Settings, process_environment
 
 DEFAULT_MAX_BODY = 256 * 1024  # when the app sets no MAX_CONTENT_LENGTH
 
@@ -55,7 +55,7 @@ def exec_with_malloc_tuned() -> None:
     Only when the process was started as ``… serve`` (not when ``serve`` is
     invoked from inside another program, such as a test runner).
     """
-    env = malloc_environ(os.environ)
+    env = malloc_environ(process_environment())
     if env is not None and sys.argv[1:2] == ["serve"] and sys.executable and sys.orig_argv:
         sys.stdout.flush()
         sys.stderr.flush()
