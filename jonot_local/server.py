@@ -27,7 +27,7 @@ DEFAULT_MAX_BODY = 256 * 1024  # when the app sets no MAX_CONTENT_LENGTH
 
 # glibc keeps a cache of freed blocks per thread (tcache). Waitress hands each
 # request to the next of its hundreds of threads in turn, so every thread's
-# cache fills and none is given back: in a soak that was about 28 MiB of RSS
+# cache fills and none is given back: in a soak that was about 30 MiB of RSS
 # over 600 threads, growing for the first half hour. Without the cache each
 # block goes back to its arena (the GIL keeps the arenas' locks quiet).
 MALLOC_TUNABLE = "glibc.malloc.tcache_count=0"
