@@ -138,6 +138,9 @@ def main() -> None:
 def serve(data_dir: Path | None, host: str | None, port: int | None, demo: bool,
           no_zeroconf: bool, printer: str | None) -> None:
     """Run the office server (waitress) until interrupted."""
+    from .server import exec_with_malloc_tuned
+
+    exec_with_malloc_tuned()  # first: on glibc, without per-thread malloc caches
     from .api.errors import available_pages
     from .app import create_app, sync_enabled
     from .backup import BackupService, DataDirLock, os_reason

@@ -375,6 +375,11 @@ class Settings:
         return str(value)
 
 
+def process_environment() -> dict[str, str]:
+    """A copy of the whole environment, for a process that runs itself again with it."""
+    return dict(os.environ)
+
+
 def env_name(name: str) -> str:
     """The environment variable of setting ``name``: ``JONOT_<NAME>``."""
     return ENV_PREFIX + name.upper()

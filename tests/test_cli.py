@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import platform
 import sqlite3
 import stat
 import subprocess
@@ -652,3 +653,27 @@ def test_restore_of_another_locations_backup_needs_other_location(tmp_path):
     assert _location_id(ours) == their_id
     assert [u["username"] for u in json.loads(
         run("user", "list", "--json", "--data-dir", str(ours)).stdout)] == ["their-admin"]
+
+
+def test_serve_runs_without_glibc_per_thread_malloc_caches(tmp_path):
+    from jonot_local.server import MALLOC_TUNABLE, malloc_environ
+
+    assert malloc_environ({"A": "1"}, "Linux", "glibc") == {"A": "1",
+                                                            "GLIBC_TUNABLES": MALLOC_TUNABLE}
+    assert malloc_environ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, "Linux", "glibc") == {
+        "GLIBC_TUNABLES": f"glibc.malloc.arena_max=2:{MALLOC_TUNABLE}"}
+    assert malloc_environ({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=7"}, "Linux",
+                          "glibc") is None  # the operator's own choice stays
+    assert malloc_environ({}, "Linux", "") is None  # musl
+    assert malloc_environ({}, "Windows", "") is None
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                    reason="glibc only")
+def test_a_served_office_runs_with_the_malloc_tunable(live_server):
+    assert live_server.proc is not None
+    environ = Path(f"/proc/{live_server.proc.pid}/environ").read_bytes().split(b"\0")
+    tunables = [e for e in environ if e.startswith(b"GLIBC_TUNABLES=")]
+    assert tunables and b"glibc.malloc.tcache_count=0" in tunables[0]
+    r = requests.get(f"{live_server.url}/api/v1/health", timeout=10)
+    assert r.status_code == 200

@@ -324,6 +324,20 @@ def test_call_next_in_oldest_mode_takes_the_oldest_head(store, new_queue, new_de
     assert served == [l1.id, a1.id, l2.id, a2.id]
 
 
+def test_oldest_mode_follows_issue_order_when_the_clock_steps_back(
+        store, new_queue, new_desk, monkeypatch):
+    a, lab = new_queue(), new_queue()
+    desk = new_desk([a, lab], pick_mode="oldest")
+    a1 = join(store, a)
+    stepped_back = to_iso(utcnow() - timedelta(hours=1))  # an NTP correction, a DST mistake
+    monkeypatch.setattr(tickets, "utcnow_iso", lambda: stepped_back)
+    l1 = join(store, lab)
+    assert l1.created_at < a1.created_at
+    a2 = join(store, a)
+    served = [call_next(store, desk).id for _ in range(3)]
+    assert served == [a1.id, l1.id, a2.id]
+
+
 def test_oldest_mode_still_serves_priority_first(store, new_queue, new_desk):
     a, lab = new_queue(), new_queue()
     desk = new_desk([a, lab], pick_mode="oldest")

@@ -230,8 +230,9 @@ def call_next(tx: Tx, desk_id: str, *, user_id: str | None = None) -> Ticket:
     """Call the next waiting ticket for a desk.
 
     The desk's queues are taken in its priority order (``queue_order``), or
-    the oldest head across them (``oldest``); within a queue, priority
-    tickets first, then the order key. Run inside ``Store.write`` this is
+    the oldest head across them (``oldest``: issue order, i.e. the office-wide
+    order key, not the wall clock, which may be stepped back); within a queue,
+    priority tickets first, then the order key. Run inside ``Store.write`` this is
     atomic: each ticket is called by exactly one desk. Raises ``NotFound``
     for an unknown desk and ``QueueEmpty`` when nothing waits.
     """
@@ -243,7 +244,7 @@ def call_next(tx: Tx, desk_id: str, *, user_id: str | None = None) -> Ticket:
     heads: list[Any] = []
     for queue_id in queue_ids:
         head = tx.one(
-            "SELECT id, priority, created_at FROM tickets WHERE queue_id = ? AND state = 'WAITING' "
+            "SELECT id, priority, order_key FROM tickets WHERE queue_id = ? AND state = 'WAITING' "
             "ORDER BY priority DESC, order_key LIMIT 1",
             (queue_id,),
         )
@@ -255,7 +256,7 @@ def call_next(tx: Tx, desk_id: str, *, user_id: str | None = None) -> Ticket:
         heads.append(head)
     if not heads:
         raise QueueEmpty("No ticket is waiting in the queues this desk serves.", desk_id=desk_id)
-    chosen = min(heads, key=lambda h: (-h["priority"], h["created_at"]))
+    chosen = min(heads, key=lambda h: (-h["priority"], h["order_key"]))
     return _call(_begin(tx, call, chosen["id"], None, user_id), desk_id)
 
 
