@@ -55,7 +55,7 @@
       text("called-where", next.desk_name ? T.go_to.replace("{desk}", next.desk_name) : "");
       document.title = T.title_called.replace("{code}", next.code);
       var fresh = prev.state !== "CALLED" || (next.recall_count || 0) > (prev.recall_count || 0);
-      if (fresh) alertHolder();
+      if (fresh) afterPaint(alertHolder);
     } else {
       document.title = (next.code || T.states[next.state] || "") + " \u2014 " + cfg.clinic;
     }
@@ -87,6 +87,15 @@
     x.open("GET", cfg.stream.replace(/\/events$/, ""));
     x.onload = function () { if (x.status === 200) render(JSON.parse(x.responseText)); };
     x.send();
+  }
+
+  // The sound, vibration and flash come just after "your turn" is on the screen: starting
+  // the audio and restarting the flash cost a layout and a media pipeline, which would
+  // otherwise hold back the first paint. A tab in the background paints nothing (and runs
+  // no animation frames): there they come at once.
+  function afterPaint(fn) {
+    if (document.hidden || !window.requestAnimationFrame) { fn(); return; }
+    window.requestAnimationFrame(function () { setTimeout(fn, 0); });
   }
 
   function alertHolder() {
