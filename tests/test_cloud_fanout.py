@@ -193,6 +193,11 @@ def test_a_stream_from_the_app_gets_its_ticket_called_and_ended(backend, cloud):
     office.push([office.ticket(o["queue_id"], 1, state="CALLED", version=2, ticket_id=head,
                                desk_id=o["desk_id"], order_key=1.0,
                                called_at="2026-12-01T08:10:00.000000Z")[1]])
+    # A stream is sent its ticket's view as it is when it wakes: a completion pushed before
+    # the call reached it would be shown instead of the call. Calls and completions are
+    # minutes apart at a desk; here the call is seen first.
+    _until(lambda: any(e == "ticket" and d.get("state") == "CALLED"
+                       for e, d in streams[head][1]), "the call on the head's stream")
     office.push([office.ticket(o["queue_id"], 1, state="COMPLETED", version=3,
                                ticket_id=head, order_key=1.0)[1]])
     for tid, (resp, events, reader) in streams.items():

@@ -19,6 +19,7 @@ stored state must match the model:
 from __future__ import annotations
 
 import itertools
+import json
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +133,13 @@ class QueueMachine(RuleBasedStateMachine):
             return None
         if self.desk_modes[d] == "queue_order":
             return heads[0]
-        return min(heads, key=lambda i: (not self.model[i].priority, self.model[i].created))
+        # "oldest" is issue order: the office-wide order key, which a transfer or a move
+        # gives anew (store_matches_model checks the keys agree with each queue's order).
+        with self.store.read() as tx:
+            keys = {r["id"]: r["order_key"] for r in tx.all(
+                "SELECT id, order_key FROM tickets WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(heads),))}
+        return min(heads, key=lambda i: (not self.model[i].priority, keys[i]))
 
     def pick(self, n: int, fit: bool = False, *states: str) -> M:
         """Ticket ``n`` (mod count); with ``fit``, one in ``states`` if there is one.
