@@ -283,11 +283,7 @@ class Store:
         """
         if first and not group.blocks:
             self._group = None
-            if conn.in_transaction:
-                try:
-                    conn.rollback()
-                except sqlite3.Error:
-                    log.exception("could not roll back a failed write block")
+            _roll_back(conn, "a failed write block")
             group.done.set()
             return
         if conn.in_transaction:
@@ -346,11 +342,7 @@ class Store:
         """End a group that cannot commit: roll back, and fail its finished blocks."""
         if self._group is group:
             self._group = None
-        if conn.in_transaction:
-            try:
-                conn.rollback()
-            except sqlite3.Error:
-                log.exception("could not roll back a failed write transaction")
+        _roll_back(conn, "a failed write transaction")
         group.error = error
         group.done.set()
 
@@ -442,3 +434,13 @@ def _tighten(path: Path, mode: int) -> None:
         return
     path.chmod(mode)
     log.warning("%s was readable by other users (mode %o); now %o", path, old, mode)
+
+
+def _roll_back(conn: sqlite3.Connection, what: str) -> None:
+    """Roll back ``conn``'s open transaction, if any; a failure is logged, not raised
+    (the write's own error is the one its caller must see)."""
+    if conn.in_transaction:
+        try:
+            conn.rollback()
+        except sqlite3.Error:
+            log.exception("could not roll back %s", what)

@@ -36,6 +36,15 @@ def wait_for_health(url: str, deadline: float) -> None:
     raise RuntimeError(f"{url} did not answer in time")
 
 
+def until(check: Any, what: str, timeout: float = 10.0, poll: float = 0.005) -> None:
+    """Poll ``check()`` until it is true; ``AssertionError`` naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(poll)
+
+
 def ticket_rows(db_file: Path) -> list[tuple[Any, ...]]:
     """(id, number, code, hash, state) of every ticket in a database file, by queue and number."""
     import sqlite3

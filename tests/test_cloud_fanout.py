@@ -22,19 +22,12 @@ from jonot_local.sync.cloud.store import open_cloud_store
 from jonot_local.ids import new_ticket_hash, new_ulid
 
 from .cloud_support import CloudProcess, FakeOffice
+from .support import until
 from .test_cloud import Backend, backend, cloud, office_with_queue, pg_url, read_events  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
 STALE_S, SERVICE_S = 600.0, 300.0
-
-
-def _until(check: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.01)
 
 
 def _office(backend: Backend, cloud: CloudProcess) -> dict[str, Any]:
@@ -133,7 +126,7 @@ def test_the_called_tickets_stream_goes_first_and_each_stream_gets_its_own_view(
         lab = _watch(fan, backend, o, o["lab"])
         reads = fan.reads
         _call(backend, o["office"].office_id, head, o["desk_id"])
-        _until(lambda: len(fan.handed) >= len(watches) + 1, "every moved view handed")
+        until(lambda: len(fan.handed) >= len(watches) + 1, "every moved view handed")
         # One read for the whole office (one more if the set-up push's NOTIFY came late),
         # not one per stream.
         assert 1 <= fan.reads - reads <= 2 < len(watches)
@@ -188,7 +181,7 @@ def test_a_stream_from_the_app_gets_its_ticket_called_and_ended(backend, cloud):
         reader = threading.Thread(target=read_events, args=(resp, events, 3), daemon=True)
         reader.start()
         streams[tid] = (resp, events, reader)
-    _until(lambda: all(ev for _, ev, _ in streams.values()), "first views")
+    until(lambda: all(ev for _, ev, _ in streams.values()), "first views")
     head = o["waiting"][0]
     office.push([office.ticket(o["queue_id"], 1, state="CALLED", version=2, ticket_id=head,
                                desk_id=o["desk_id"], order_key=1.0,
@@ -196,7 +189,7 @@ def test_a_stream_from_the_app_gets_its_ticket_called_and_ended(backend, cloud):
     # A stream is sent its ticket's view as it is when it wakes: a completion pushed before
     # the call reached it would be shown instead of the call. Calls and completions are
     # minutes apart at a desk; here the call is seen first.
-    _until(lambda: any(e == "ticket" and d.get("state") == "CALLED"
+    until(lambda: any(e == "ticket" and d.get("state") == "CALLED"
                        for e, d in streams[head][1]), "the call on the head's stream")
     office.push([office.ticket(o["queue_id"], 1, state="COMPLETED", version=3,
                                ticket_id=head, order_key=1.0)[1]])
@@ -225,12 +218,12 @@ def test_a_process_skips_its_own_notify_and_hears_the_others(pg_url, tmp_path): 
         before = mine.changes.seen(office_id)
         with mine.write() as tx:
             tx.wake(office_id)
-        _until(lambda: mine.echoes_skipped >= 1, "the echo of the own commit")  # type: ignore[attr-defined]
+        until(lambda: mine.echoes_skipped >= 1, "the echo of the own commit")  # type: ignore[attr-defined]
         assert heard == [{office_id}]  # woken once, by the commit itself
         assert mine.changes.seen(office_id) == (before[0], before[1] + 1)
         with theirs.write() as tx:
             tx.wake(office_id)
-        _until(lambda: len(heard) == 2, "the other process's commit")
+        until(lambda: len(heard) == 2, "the other process's commit")
         assert heard[1] == {office_id}
         assert mine.echoes_skipped == 1  # type: ignore[attr-defined]
     finally:
@@ -262,7 +255,7 @@ def test_two_processes_wake_their_streams_for_a_push_through_either(pg_url, tmp_
             reader = threading.Thread(target=read_events, args=(resp, events, 2), daemon=True)
             reader.start()
             streams.append((ids[n], resp, events, reader))
-        _until(lambda: all(s[2] for s in streams), "first views on both processes")
+        until(lambda: all(s[2] for s in streams), "first views on both processes")
         office.push([office.ticket(queue_id, 1, state="CALLED", version=2,
                                    ticket_id=ids[0])[1]])
         for tid, resp, events, reader in streams:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,8 @@ from jonot_local.api.tickets import holder_view
 from jonot_local.domain import queues, tickets, users
 from jonot_local.events import EventHub, Reader
 
+from .support import until
 from .test_streams import make_app
-
-
-def _until(check: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.005)
 
 
 class Waiter(threading.Thread):
@@ -50,7 +42,7 @@ def test_a_holder_is_woken_with_the_screens_for_its_own_ticket_and_with_the_crow
                Waiter(hub, "holder t2", order, other), Waiter(hub, "crowd", order)]
     for w in waiters:
         w.start()
-    _until(lambda: screen in hub._first_waiting and len(hub._ticket_waiting) == 2
+    until(lambda: screen in hub._first_waiting and len(hub._ticket_waiting) == 2
            and len(hub._cond._waiters) == 1, "every waiter waiting")  # type: ignore[attr-defined]
     hub.publish([{"kind": "ticket", "ticket_id": "t1", "action": "called"}])
     waiters[0].join(10)
@@ -74,7 +66,7 @@ def test_a_holder_arriving_during_a_hold_gets_its_own_event_at_once():
     order: list[str] = []
     first = Waiter(hub, "screen", order, screen)
     first.start()
-    _until(lambda: screen in hub._first_waiting, "the screen waiting")
+    until(lambda: screen in hub._first_waiting, "the screen waiting")
     hub.publish([{"kind": "ticket", "ticket_id": "t9"}, {"kind": "ticket", "ticket_id": "t1"}])
     first.join(10)
     # The crowd is held (the screen is not back); a holder of t1 comes now: t1's event
@@ -83,7 +75,7 @@ def test_a_holder_arriving_during_a_hold_gets_its_own_event_at_once():
     assert [s for s, _ in hub.wait(0, 20, holder) or []] == [1, 2]
     late = Waiter(hub, "crowd", order)
     late.start()
-    _until(lambda: len(hub._cond._waiters) == 1, "the crowd waiting")  # type: ignore[attr-defined]
+    until(lambda: len(hub._cond._waiters) == 1, "the crowd waiting")  # type: ignore[attr-defined]
     hub.leave(screen)
     assert late.is_alive()  # the holder is not back yet
     hub.leave(holder)
