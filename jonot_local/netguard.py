@@ -16,6 +16,10 @@ Three rules at the connection level, before a request reaches the app:
   it). A request being served (a live stream), a response still being sent
   and a body being received are never cut by this rule; waitress's own
   ``channel_timeout`` still closes connections idle for long.
+
+Both timeouts are measured on the monotonic clock: a clinic PC whose wall
+clock is stepped by days (NTP catching up after an outage, a CMOS battery)
+neither closes every connection at once nor stops checking for days.
 - **Request bodies.** waitress refuses a body over ``max_request_body_size``
   on its ``Content-Length`` header, before reading it (a chunked body as soon
   as it grows past the limit), answering 413 ``payload_too_large``. Every
@@ -25,6 +29,7 @@ Three rules at the connection level, before a request reaches the app:
 from __future__ import annotations
 
 import json
+import math
 import socket
 import threading
 import time
@@ -124,23 +129,36 @@ class GuardedChannel(HTTPChannel):
     error_task_class = ProblemErrorTask
     parser_class = GuardedParser
     counted_as: str | None = None
+    _last_activity = 0.0
 
     def __init__(self, server: Any, sock: socket.socket, addr: Any, adj: Adjustments,
                  map: Any = None) -> None:  # noqa: A002 - waitress's signature
         self._serving = False
         super().__init__(server, sock, addr, adj, map=map)
-        self.idle_since: float = self.creation_time
+        self.idle_since: float = time.monotonic()
+
+    @property
+    def last_activity(self) -> float:  # type: ignore[override]
+        """When the connection last read or wrote, on the monotonic clock."""
+        return self._last_activity
+
+    @last_activity.setter
+    def last_activity(self, _wall_time: float) -> None:
+        # waitress stores time.time() here; the moment is kept monotonic instead.
+        self._last_activity = time.monotonic()
 
     def service(self) -> None:
         self._serving = True
         try:
             super().service()
         finally:
-            self.idle_since = time.time()
+            self.idle_since = time.monotonic()
             self._serving = False
 
     def headers_overdue(self, now: float, timeout: float) -> bool:
         """Whether this connection has waited longer than ``timeout`` for request headers.
+
+        ``now`` is ``time.monotonic()``.
 
         Busy connections (a request queued or running, a response not yet sent,
         a body arriving) are never overdue; their clock restarts when they go idle.
@@ -178,6 +196,16 @@ class GuardedServer(TcpWSGIServer):
                          f"Retry-After: {CONNECTION_RETRY_AFTER_S}\r\nConnection: close\r\n"
                          f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         super().__init__(*args, **kw)
+        self._next_cleanup = 0.0
+        self.next_channel_cleanup = math.inf  # waitress's wall-clock pass, replaced below
+
+    def readable(self) -> bool:
+        """waitress's check, with the maintenance pass timed on the monotonic clock."""
+        now = time.monotonic()
+        if now >= self._next_cleanup:
+            self._next_cleanup = now + self.adj.cleanup_interval
+            self.maintenance(now)
+        return bool(super().readable())
 
     def handle_accept(self) -> None:
         """Accept what waits, up to ``ACCEPT_BATCH`` connections per loop turn.
@@ -225,6 +253,7 @@ class GuardedServer(TcpWSGIServer):
             conn.close()
 
     def maintenance(self, now: float) -> None:
+        """Close idle connections and those overdue with headers; ``now``: monotonic."""
         super().maintenance(now)
         if self.header_timeout_s <= 0:
             return

@@ -390,6 +390,38 @@ def test_unfinished_headers_are_closed_but_streams_and_slow_bodies_are_not(
             close_all([live[1], silent, trickle, slow])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("step_days", [3, -3])
+def test_a_wall_clock_stepped_by_days_neither_cuts_nor_frees_connections(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step_days: int) -> None:
+    """A clinic PC's clock corrected by days (NTP after an outage) changes no timeout.
+
+    The step is simulated by moving ``time.time`` in this process (the server runs in
+    a thread here); the monotonic clock, which the timeouts must use, is left alone.
+    """
+    with served(tmp_path, header_timeout_s=2) as srv:
+        waiting = connect(srv.port, "127.0.0.2")
+        waiting.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+        deadline = time.monotonic() + 5
+        while srv.server.connections.held_by("127.0.0.2") == 0:  # accepted before the step
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.1)  # ... and its first bytes read
+        wall = time.time
+        monkeypatch.setattr(time, "time", lambda: wall() + step_days * 86_400)
+        slow = connect(srv.port, "127.0.0.3")
+        slow.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+        try:
+            time.sleep(1.0)  # two maintenance passes, well inside the 2 s header timeout
+            waiting.sendall(b"\r\n")
+            status, _, answer = read_problem(waiting)
+            assert status == 200 and answer["status"] == "ok", "a fresh connection was cut"
+            # ... and the header timeout still applies after the step
+            assert closed_by_server(slow, 4.0), "the header timeout stopped working"
+        finally:
+            close_all([waiting, slow])
+
+
 # -- request bodies ------------------------------------------------------------------------------
 
 

@@ -408,15 +408,23 @@ def faketime_env(clock_file: Path) -> dict[str, str]:
                                                         os.environ.get("PYTHONPATH")]))}
 
 
+def set_clock(clock_file: Path, offset: str) -> None:
+    """Move the office's clock: the file is replaced whole, never seen half written
+    (libfaketime reads it on every call; an empty file would mean "no offset")."""
+    part = clock_file.with_suffix(".part")
+    part.write_text(offset + "\n")
+    os.replace(part, clock_file)
+
+
 @pytest.mark.parametrize("clock", ["-3d", "+365d", "stepped"])
 def test_office_clock_days_behind_or_a_year_ahead_changes_nothing(clock, tmp_path):
     clock_file = tmp_path / "office-clock"
     offsets = ["-3d", "+365d", "-2h"] if clock == "stepped" else [clock]
-    clock_file.write_text(offsets[0] + "\n")
+    set_clock(clock_file, offsets[0])
     rig = Rig(tmp_path, "", 7, office_env_extra=faketime_env(clock_file))
     try:
         for offset in offsets:
-            clock_file.write_text(offset + "\n")
+            set_clock(clock_file, offset)
             time.sleep(0.2)
             rig.run(80)
         figures = rig.check_converged()
