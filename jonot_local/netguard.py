@@ -138,7 +138,7 @@ class GuardedChannel(HTTPChannel):
         self.idle_since: float = time.monotonic()
 
     @property
-    def last_activity(self) -> float:  # type: ignore[override]
+    def last_activity(self) -> float:
         """When the connection last read or wrote, on the monotonic clock."""
         return self._last_activity
 
