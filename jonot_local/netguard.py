@@ -16,14 +16,14 @@ Three rules at the connection level, before a request reaches the app:
   it). A request being served (a live stream), a response still being sent
   and a body being received are never cut by this rule; waitress's own
   ``channel_timeout`` still closes connections idle for long.
-
-Both timeouts are measured on the monotonic clock: a clinic PC whose wall
-clock is stepped by days (NTP catching up after an outage, a CMOS battery)
-neither closes every connection at once nor stops checking for days.
 - **Request bodies.** waitress refuses a body over ``max_request_body_size``
   on its ``Content-Length`` header, before reading it (a chunked body as soon
   as it grows past the limit), answering 413 ``payload_too_large``. Every
   error waitress answers itself is problem JSON, like the app's.
+
+Both timeouts are measured on the monotonic clock: a clinic PC whose wall
+clock is stepped by days (NTP catching up after an outage, a CMOS battery)
+neither closes every connection at once nor stops checking for days.
 """
 
 from __future__ import annotations

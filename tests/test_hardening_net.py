@@ -26,6 +26,8 @@ from jonot_local.server import make_server
 from jonot_local.settings import Settings
 from jonot_local.streamslots import SlotLimits, SlotRefused, StreamSlots
 
+from .support import until
+
 HOST = "127.0.0.1"
 
 
@@ -402,10 +404,8 @@ def test_a_wall_clock_stepped_by_days_neither_cuts_nor_frees_connections(
     with served(tmp_path, header_timeout_s=2) as srv:
         waiting = connect(srv.port, "127.0.0.2")
         waiting.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
-        deadline = time.monotonic() + 5
-        while srv.server.connections.held_by("127.0.0.2") == 0:  # accepted before the step
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        until(lambda: srv.server.connections.held_by("127.0.0.2"),
+              "the connection accepted before the step", timeout=5)
         time.sleep(0.1)  # ... and its first bytes read
         wall = time.time
         monkeypatch.setattr(time, "time", lambda: wall() + step_days * 86_400)
