@@ -97,6 +97,34 @@ def test_sound_prompt_is_offered_and_remembered(open_page, office, artifacts):
     assert page.locator("#sound").is_hidden()
 
 
+def _overlap(a: dict, b: dict) -> bool:
+    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080), (1080, 1920)],
+                         ids=["720p", "1080p", "portrait"])
+def test_sound_prompt_covers_no_part_of_the_board(open_page, office, artifacts, size):
+    page, _ = open_page("/display", *size, sound=False)
+    prompt = page.locator("#sound")
+    prompt.wait_for(state="visible", timeout=5000)
+    box = prompt.bounding_box()
+    assert box is not None
+    width, height = size
+    assert box["x"] >= 0 and box["y"] >= 0
+    assert box["x"] + box["width"] <= width and box["y"] + box["height"] <= height
+    for part in ("section.now", "section.recent", "section.queues", "header, .bar"):
+        other = page.locator(part).first.bounding_box()
+        assert other is not None, part
+        assert not _overlap(box, other), f"the sound prompt covers {part} at {width}x{height}"
+    page.screenshot(path=str(artifacts / f"display-sound-prompt-{width}x{height}.png"))
+    prompt.click()
+    page.wait_for_timeout(200)
+    # With sound on, the board takes the prompt's room back.
+    board = page.locator("#board").bounding_box()
+    assert board is not None and board["y"] + board["height"] >= height - 2
+
+
 def test_finnish_display_has_no_english(open_page, office):
     from tests.test_pages_i18n import _english_fragments
 
