@@ -28,6 +28,7 @@ from .runtime import Runtime
 from .settings import Settings
 from .signin import SignInGuard
 from .speech import SpeechService, find_espeak
+from .tokencache import TokenCache
 
 
 def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
@@ -69,6 +70,7 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
         printing=make_print_service(settings, store),
         speech=SpeechService(find_espeak(settings.espeak)),
         speech_budget=TokenBuckets(settings.speech_per_min),
+        tokens=TokenCache(store, settings.token_cache_s),
     )
     from .domain import office
 
@@ -97,7 +99,9 @@ class CookieSessions(SecureCookieSessionInterface):
     empty session."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+        # No Cookie header at all (most API calls): not even the header is parsed.
+        if app.secret_key and ("HTTP_COOKIE" not in request.environ
+                               or not request.cookies.get(self.get_cookie_name(app))):
             return self.session_class()
         return super().open_session(app, request)
 

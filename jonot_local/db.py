@@ -138,6 +138,11 @@ class Store:
         # Called inside every write transaction that emitted events, just before its
         # commit (the sync outbox): what they write commits, or fails, with the change.
         self.before_commit: list[Callable[[Tx], None]] = []
+        # Grows after every write of this process that touched accounts or tokens is
+        # over (committed or not); see ``auth_generation``.
+        self._auth_generation = 0
+        self._auth_dirty = False
+        self._auth_tracked = False
 
     # -- connections ---------------------------------------------------------
 
@@ -273,7 +278,53 @@ class Store:
             raise RuntimeError("store is closed")
         if self._writer is None:
             self._writer = connect(self.path, read_only=self.read_only)
+            self._track_auth(self._writer)
         return self._writer
+
+    # -- accounts and tokens changed ----------------------------------------------
+
+    @property
+    def auth_generation(self) -> int | None:
+        """A number that grows once a write of this process that touched ``users`` or
+        ``api_tokens`` is over; ``None`` when such writes are not tracked (the tables
+        did not exist when the write connection opened).
+
+        Read it before looking an account up: a look-up made while it still has
+        that value saw every change this process made to accounts. Changes made by
+        other processes (the CLI) are not counted.
+        """
+        if self._writer is None:
+            self._write_connection_for_tracking()
+        return self._auth_generation if self._auth_tracked else None
+
+    def _write_connection_for_tracking(self) -> None:
+        with self._write_lock:
+            if self._writer is None and not self._closed and not self.read_only:
+                self._write_connection()
+
+    def _track_auth(self, conn: sqlite3.Connection) -> None:
+        """Temporary triggers on this connection mark a write that touches accounts."""
+
+        def changed() -> None:
+            self._auth_dirty = True
+
+        conn.create_function("jonot_auth_changed", 0, changed)
+        try:
+            for table in ("users", "api_tokens"):
+                for op in ("INSERT", "UPDATE", "DELETE"):
+                    conn.execute(
+                        f"CREATE TEMP TRIGGER IF NOT EXISTS jonot_auth_{table}_{op.lower()} "
+                        f"AFTER {op} ON main.{table} BEGIN SELECT jonot_auth_changed(); END")
+        except sqlite3.OperationalError:  # no such table yet (a database being made)
+            self._auth_tracked = False
+            return
+        self._auth_tracked = True
+
+    def _auth_settled(self) -> None:
+        """After a commit or roll-back (under the write lock): count a change to accounts."""
+        if self._auth_dirty:
+            self._auth_dirty = False
+            self._auth_generation += 1
 
     def _undo_block(self, conn: sqlite3.Connection, group: _Group, first: bool) -> None:
         """Roll back a failed block's savepoint; the group's other blocks stay.
@@ -284,6 +335,7 @@ class Store:
         if first and not group.blocks:
             self._group = None
             _roll_back(conn, "a failed write block")
+            self._auth_settled()
             group.done.set()
             return
         if conn.in_transaction:
@@ -327,6 +379,7 @@ class Store:
         except BaseException as err:
             self._close_group(conn, group, err)
             return
+        self._auth_settled()
         group.done.set()
         for tx in group.blocks:
             if not tx.events:
@@ -343,6 +396,7 @@ class Store:
         if self._group is group:
             self._group = None
         _roll_back(conn, "a failed write transaction")
+        self._auth_settled()
         group.error = error
         group.done.set()
 

@@ -18,6 +18,7 @@ from .events import EventHub
 from .kiosk_keys import KioskKeys
 from .settings import Settings
 from .signin import SignInGuard
+from .tokencache import TokenCache
 
 if TYPE_CHECKING:  # the api package imports this module
     from .api.join_budget import JoinBudget
@@ -49,8 +50,18 @@ class Runtime:
     kiosk_keys: KioskKeys = field(default_factory=KioskKeys)  # the kiosk's double-tap guard
     speech: SpeechService | None = None  # displays' server-made announcements (create_app)
     speech_budget: TokenBuckets | None = None  # budgets of /display/speech per client (create_app)
+    tokens: TokenCache | None = None  # accounts of recent bearer tokens (create_app)
     #: the server's own values of the settings admin can override (before any override)
     settings_baseline: dict[str, Any] = field(default_factory=dict)
+
+    def account_for_token(self, token: str) -> dict[str, Any] | None:
+        """The active account a live bearer token belongs to, or ``None``."""
+        if self.tokens is not None:
+            return self.tokens.account(token)
+        from .domain import users
+
+        with self.store.read(snapshot=False) as tx:  # one statement
+            return users.user_for_token(tx, token)
 
     def apply_office_settings(self, saved: dict[str, Any]) -> None:
         """Use the office settings saved in admin (``domain.office.stored``) from now on; a

@@ -56,6 +56,11 @@ class Settings:
         minimum=1, maximum=86_400))
     token_ttl_s: int = field(default=12 * 3600, metadata=_meta(
         "Lifetime of an API bearer token in seconds.", minimum=60, maximum=366 * 86_400))
+    token_cache_s: float = field(default=5.0, metadata=_meta(
+        "Seconds a bearer token's account is remembered between requests (0: looked up "
+        "every time). Changes made on this server count at once; an account changed by "
+        "the command line while the server runs counts within this time.",
+        minimum=0, maximum=60))
     db_pool_size: int = field(default=8, metadata=_meta(
         "Database connections shared by all server threads (bounded, whatever the thread count).",
         minimum=1, maximum=64))

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from flask import g, request
 
 from ..bodies import Body
-from ..domain import tickets, users
+from ..domain import tickets
 from ..domain.errors import ValidationError
 from ..domain.model import Desk, Ticket
 from ..runtime import runtime
@@ -117,8 +117,7 @@ def current_user() -> dict[str, Any] | None:
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthorized", "Use 'Authorization: Bearer <token>'.",
                            headers={"WWW-Authenticate": 'Bearer realm="jonot"'})
-        with runtime().store.read(snapshot=False) as tx:  # one statement
-            user = users.user_for_token(tx, token.strip())
+        user = runtime().account_for_token(token.strip())
         if user is None:
             raise ApiError(401, "unauthorized",
                            "The token is unknown or expired; get a new one from "

@@ -262,11 +262,28 @@ def user_for_token(tx: Tx, token: str) -> dict[str, Any] | None:
 
     One statement, so it is consistent without a transaction of its own.
     """
+    found = token_owner(tx, token_hash(token))
+    return found[0] if found else None
+
+
+def token_owner(tx: Tx, hashed: str) -> tuple[dict[str, Any], str] | None:
+    """``(account, expires_at)`` of a live token given by its hash (``token_hash``), the
+    account active; ``None`` otherwise. One statement."""
     row = tx.one(
-        f"SELECT {_SELECT_PUBLIC} FROM api_tokens t JOIN users u ON u.id = t.user_id "
+        f"SELECT {_SELECT_PUBLIC}, t.expires_at AS token_expires_at FROM api_tokens t "
+        "JOIN users u ON u.id = t.user_id "
         "WHERE t.token_hash = ? AND t.expires_at > ? AND u.active = 1",
-        (_token_hash(token), utcnow_iso()))
-    return _public(row) if row else None
+        (hashed, utcnow_iso()))
+    if row is None:
+        return None
+    user = _public(row)
+    expires = user.pop("token_expires_at")
+    return user, str(expires)
+
+
+def token_hash(token: str) -> str:
+    """What is kept of a bearer token: its SHA-256, hex."""
+    return _token_hash(token)
 
 
 def revoke_token(tx: Tx, token: str) -> None:

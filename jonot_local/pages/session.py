@@ -75,8 +75,7 @@ def current_staff() -> dict[str, Any] | None:
     token = session.get(SESSION_KEY)
     found = None
     if isinstance(token, str) and token:
-        with runtime().store.read() as tx:
-            found = users.user_for_token(tx, token)
+        found = runtime().account_for_token(token)
     g.staff = found
     return found
 
