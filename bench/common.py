@@ -167,6 +167,24 @@ class ServerProcess:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def context_switches(self) -> int:
+        """Voluntary + involuntary context switches of all the server's threads so far
+        (Linux; threads that have ended are not counted)."""
+        if self.proc is None:
+            return 0
+        total = 0
+        task_dir = Path(f"/proc/{self.proc.pid}/task")
+        try:
+            tasks = list(task_dir.iterdir())
+        except OSError:
+            return 0
+        for task in tasks:
+            with contextlib.suppress(OSError):
+                for line in (task / "status").read_text().splitlines():
+                    if "ctxt_switches:" in line:  # voluntary_… and nonvoluntary_…
+                        total += int(line.split()[1])
+        return total
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not stop within 10 s."""
         if self.proc is None or self.proc.poll() is not None:

@@ -90,12 +90,14 @@ def run(quick: bool = False, verbose: bool = False, client: str = "auto",
             for load in loads.values():
                 load(warmup)
             before, _ = _stored(db_path)
-            turns: dict[str, list[tuple[dict[str, Any], float]]] = {k: [] for k in loads}
+            turns: dict[str, list[tuple[dict[str, Any], float, int]]] = {k: [] for k in loads}
             for _ in range(rounds):
                 for name, load in loads.items():
                     cpu0 = procs[name].cpu_seconds()
+                    switches0 = procs[name].context_switches()
                     figures = load(slice_s)
-                    turns[name].append((figures, procs[name].cpu_seconds() - cpu0))
+                    turns[name].append((figures, procs[name].cpu_seconds() - cpu0,
+                                        procs[name].context_switches() - switches0))
         after, waiting = _stored(db_path)
         for name, done in turns.items():
             results[name] = _merge(done)
@@ -116,9 +118,9 @@ def run(quick: bool = False, verbose: bool = False, client: str = "auto",
     return results
 
 
-def _merge(turns: list[tuple[dict[str, Any], float]]) -> dict[str, Any]:
+def _merge(turns: list[tuple[dict[str, Any], float, int]]) -> dict[str, Any]:
     """One set of figures from several turns: totals, rates over the summed time, worst p99."""
-    figures = [f for f, _ in turns]
+    figures = [f for f, _, _ in turns]
     requests = sum(f["requests"] for f in figures)
     ok = sum(f["ok"] for f in figures)
     seconds = sum(f["seconds"] for f in figures)
@@ -128,8 +130,9 @@ def _merge(turns: list[tuple[dict[str, Any], float]]) -> dict[str, Any]:
             "p50_ms": round(sorted(f["p50_ms"] for f in figures)[len(figures) // 2], 2),
             "p99_ms": max(f["p99_ms"] for f in figures),
             "max_ms": max(f["max_ms"] for f in figures),
-            "server_cpu_per_req_ms": round(sum(c for _, c in turns) * 1000 / max(1, requests),
-                                           2)}
+            "server_cpu_per_req_ms": round(sum(c for _, c, _ in turns) * 1000 / max(1, requests),
+                                           2),
+            "server_switches_per_req": round(sum(w for _, _, w in turns) / max(1, requests), 1)}
 
 
 def _ratio(mine: dict[str, Any], bare: dict[str, Any]) -> float | None:
@@ -155,13 +158,14 @@ def _report(results: dict[str, Any], verbose: bool) -> None:
 
     def row(name: str, f: dict[str, Any]) -> list[Any]:
         return [name, f["per_s"], f["p50_ms"], f["p99_ms"], f["errors"],
-                f["server_cpu_per_req_ms"], f["client"]]
+                f["server_cpu_per_req_ms"], f["server_switches_per_req"], f["client"]]
 
     print_table(
         f"Joins over HTTP: {results['clients']} clients, {results['seconds']:g} s, "
         f"{results['queues']} queues (target >= {TARGET_PER_S}/s, "
         f">= {TARGET_RATIO:.0%} of bare)",
-        ["endpoint", "req/s", "p50 ms", "p99 ms", "errors", "server CPU ms/req", "client"],
+        ["endpoint", "req/s", "p50 ms", "p99 ms", "errors", "server CPU ms/req",
+         "switches/req", "client"],
         [row("jonot-local join, staff token (FULL)", j),
          row("bare Flask insert (FULL)", b),
          row("jonot-local join, anonymous x16 addr", a),
