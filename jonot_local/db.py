@@ -286,21 +286,14 @@ class Store:
     @property
     def auth_generation(self) -> int | None:
         """A number that grows once a write of this process that touched ``users`` or
-        ``api_tokens`` is over; ``None`` when such writes are not tracked (the tables
-        did not exist when the write connection opened).
+        ``api_tokens`` is over; ``None`` while such writes are not tracked (before this
+        process's first write, or when the tables did not exist at that time).
 
         Read it before looking an account up: a look-up made while it still has
         that value saw every change this process made to accounts. Changes made by
         other processes (the CLI) are not counted.
         """
-        if self._writer is None:
-            self._write_connection_for_tracking()
         return self._auth_generation if self._auth_tracked else None
-
-    def _write_connection_for_tracking(self) -> None:
-        with self._write_lock:
-            if self._writer is None and not self._closed and not self.read_only:
-                self._write_connection()
 
     def _track_auth(self, conn: sqlite3.Connection) -> None:
         """Temporary triggers on this connection mark a write that touches accounts."""

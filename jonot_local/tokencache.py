@@ -48,10 +48,9 @@ class TokenCache:
         """The active account a live token belongs to, or ``None`` (a copy; change it freely)."""
         hashed = users.token_hash(token)
         generation = self.store.auth_generation  # before the look-up, see Store
-        if generation is None or self.max_age_s <= 0:
-            return self._look_up(hashed)
+        remember = generation is not None and self.max_age_s > 0
         now = self._clock()
-        entry = self._entries.get(hashed)
+        entry = self._entries.get(hashed) if remember else None
         if entry is not None:
             user, expires, seen_generation, seen_at = entry
             if (seen_generation == generation and now - seen_at <= self.max_age_s
@@ -59,22 +58,17 @@ class TokenCache:
                 return dict(user)
         with self.store.read(snapshot=False) as tx:  # one statement
             found = users.token_owner(tx, hashed)
-        if found is None:
-            with self._lock:
-                self._entries.pop(hashed, None)
-            return None
-        user, expires = found
+        if generation is None or not remember:
+            return found[0] if found else None
         with self._lock:
             self._entries.pop(hashed, None)
-            self._entries[hashed] = (user, expires, generation, now)
+            if found is None:
+                return None
+            user, expires = found
+            self._entries[hashed] = (user, expires, generation, now)  # newest last
             while len(self._entries) > MAX_ENTRIES:
                 del self._entries[next(iter(self._entries))]
         return dict(user)
-
-    def _look_up(self, hashed: str) -> dict[str, Any] | None:
-        with self.store.read(snapshot=False) as tx:
-            found = users.token_owner(tx, hashed)
-        return found[0] if found else None
 
     def __len__(self) -> int:
         return len(self._entries)

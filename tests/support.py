@@ -36,6 +36,19 @@ def wait_for_health(url: str, deadline: float) -> None:
     raise RuntimeError(f"{url} did not answer in time")
 
 
+class FakeClock:
+    """A monotonic clock the test moves: ``clock.now`` or ``clock.advance(s)``."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def until(check: Any, what: str, timeout: float = 10.0, poll: float = 0.005) -> None:
     """Poll ``check()`` until it is true; ``AssertionError`` naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -12,17 +12,7 @@ from jonot_local.api.ratelimit import HashLookupLimits, TokenBuckets
 from jonot_local.app import create_app
 from jonot_local.domain import queues, tickets
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+from .support import FakeClock
 
 # -- token buckets --------------------------------------------------------------------------
 

@@ -30,17 +30,9 @@ from jonot_local.domain import users
 from jonot_local.domain.errors import ValidationError
 from jonot_local.signin import FailureBackoff, HashSlots, SignInBusy, SignInGuard
 
-from .support import ADMIN, CHEAP_HASH, STAFF, LiveServer
+from .support import ADMIN, CHEAP_HASH, STAFF, FakeClock, LiveServer
 
 TOKEN = "/api/v1/auth/token"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def attempt(client: Any, password: str, address: str = "127.0.0.2",

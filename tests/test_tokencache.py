@@ -12,17 +12,9 @@ from jonot_local.db import DB_FILENAME
 from jonot_local.domain import users
 from jonot_local.tokencache import TokenCache
 
-from .support import ADMIN, STAFF
+from .support import ADMIN, STAFF, FakeClock
 
 ME = "/api/v1/auth/me"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _token(client: Any, who: tuple[str, str] = STAFF) -> str:
@@ -36,10 +28,10 @@ def _me(client: Any, token: str) -> Any:
 
 
 @pytest.fixture
-def clock(app: Any) -> Clock:
+def clock(app: Any) -> FakeClock:
     """The app's token cache on a clock the test moves."""
     rt = app.extensions["jonot"]
-    fake = Clock()
+    fake = FakeClock()
     rt.tokens = TokenCache(rt.store, 5.0, clock=fake)
     return fake
 
@@ -55,7 +47,7 @@ def _outside(app: Any, sql: str, params: tuple[Any, ...] = ()) -> None:
         conn.close()
 
 
-def test_a_token_is_looked_up_once_then_remembered(app: Any, client: Any, clock: Clock) -> None:
+def test_a_token_is_looked_up_once_then_remembered(app: Any, client: Any, clock: FakeClock) -> None:
     token = _token(client)
     assert _me(client, token).status_code == 200
     cache = app.extensions["jonot"].tokens
@@ -70,7 +62,7 @@ def test_a_token_is_looked_up_once_then_remembered(app: Any, client: Any, clock:
 
 
 @pytest.mark.parametrize("change", ["deactivate", "password", "role", "outside_then_here"])
-def test_a_change_made_here_counts_at_once(app: Any, client: Any, clock: Clock,
+def test_a_change_made_here_counts_at_once(app: Any, client: Any, clock: FakeClock,
                                            change: str) -> None:
     staff_token = _token(client)
     assert _me(client, staff_token).status_code == 200
@@ -98,7 +90,7 @@ def test_a_change_made_here_counts_at_once(app: Any, client: Any, clock: Clock,
         assert _me(client, staff_token).json["display_name"] == "Renamed"
 
 
-def test_signing_out_of_the_desk_counts_at_once(app: Any, client: Any, clock: Clock) -> None:
+def test_signing_out_of_the_desk_counts_at_once(app: Any, client: Any, clock: FakeClock) -> None:
     token = _token(client)
     assert _me(client, token).status_code == 200
     with app.extensions["jonot"].store.write() as tx:
@@ -106,7 +98,7 @@ def test_signing_out_of_the_desk_counts_at_once(app: Any, client: Any, clock: Cl
     assert _me(client, token).status_code == 401
 
 
-def test_an_expired_token_is_refused_though_remembered(app: Any, client: Any, clock: Clock,
+def test_an_expired_token_is_refused_though_remembered(app: Any, client: Any, clock: FakeClock,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     token = _token(client)
     assert _me(client, token).status_code == 200
@@ -116,13 +108,13 @@ def test_an_expired_token_is_refused_though_remembered(app: Any, client: Any, cl
     assert _me(client, token).status_code == 401
 
 
-def test_unknown_tokens_are_not_remembered(app: Any, client: Any, clock: Clock) -> None:
+def test_unknown_tokens_are_not_remembered(app: Any, client: Any, clock: FakeClock) -> None:
     for n in range(20):
         assert _me(client, f"not-a-token-{n}").status_code == 401
     assert len(app.extensions["jonot"].tokens) == 0
 
 
-def test_the_cache_is_bounded(app: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_is_bounded(app: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tokencache, "MAX_ENTRIES", 3)
     rt = app.extensions["jonot"]
     tokens = []

@@ -253,7 +253,7 @@ def issue_token(tx: Tx, user_id: str, ttl_s: int) -> tuple[str, str]:
     expires = to_iso(utcnow() + timedelta(seconds=ttl_s))
     tx.execute("DELETE FROM api_tokens WHERE expires_at < ?", (utcnow_iso(),))
     tx.execute("INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at) "
-               "VALUES (?, ?, ?, ?)", (_token_hash(token), user_id, utcnow_iso(), expires))
+               "VALUES (?, ?, ?, ?)", (token_hash(token), user_id, utcnow_iso(), expires))
     return token, expires
 
 
@@ -281,14 +281,9 @@ def token_owner(tx: Tx, hashed: str) -> tuple[dict[str, Any], str] | None:
     return user, str(expires)
 
 
-def token_hash(token: str) -> str:
-    """What is kept of a bearer token: its SHA-256, hex."""
-    return _token_hash(token)
-
-
 def revoke_token(tx: Tx, token: str) -> None:
     """End one session: the token stops working at once (unknown tokens are ignored)."""
-    tx.execute("DELETE FROM api_tokens WHERE token_hash = ?", (_token_hash(token),))
+    tx.execute("DELETE FROM api_tokens WHERE token_hash = ?", (token_hash(token),))
 
 
 def _method(tx: Tx) -> str:
@@ -301,7 +296,8 @@ def _hashed(tx: Tx, password: PasswordHash | Any) -> str:
     return hash_password(password, _method(tx)).value
 
 
-def _token_hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """What is kept of a bearer token: its SHA-256, hex."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
