@@ -83,11 +83,10 @@ def test_two_quick_calls_are_both_shown_and_announced_in_order(open_page, office
     page.screenshot(path=str(artifacts / "display-portrait-1080x1920.png"))
 
 
-def test_sound_prompt_is_offered_and_remembered(open_page, office, artifacts):
+def test_sound_prompt_is_offered_and_remembered(open_page, office):
     page, _ = open_page("/display", 1920, 1080, sound=False)
     prompt = page.locator("#sound")
     prompt.wait_for(state="visible", timeout=5000)
-    page.screenshot(path=str(artifacts / "display-sound-prompt-1920x1080.png"))
     prompt.click()
     assert prompt.is_hidden()
     assert page.evaluate("localStorage.getItem('jonot.sound')") == "on"
