@@ -15,6 +15,15 @@ checked to hold at least as many tickets as were acknowledged. The same
 clients then load a bare Flask + waitress + SQLite insert endpoint
 (``bench/bare_app.py``) in the same run; the ratios to it are the figures that
 compare across runs on a machine whose speed varies.
+
+A third pair of loads measures the floor of both stacks: the same clients POST
+to a path neither server has (404). Jonot Local's 404 goes through its whole
+stack around a view (the connection guard, 600 waitress threads with request
+lookahead, Flask's request context and routing, the error handler's problem
+JSON) but no view; the bare one through Flask alone. The server
+runs its Python on one core, so the time between two answers (``1 / req/s``)
+is its cost: a join's own work is the join's time minus the floor's, and the
+figures say how much of it a ratio of 0.7 would leave.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ TARGET_PER_S = 600
 TARGET_RATIO = 0.7
 CLIENTS = 16
 SOURCES = [f"127.1.0.{i + 1}" for i in range(CLIENTS)]
+MISSING = "/api/v1/no-such-path"  # answered 404 by both servers
 GENEROUS = {"JONOT_JOIN_LIVE_MAX": "100000000", "JONOT_JOIN_PER_MIN": "100000000"}
 
 
@@ -86,7 +96,12 @@ def run(quick: bool = False, verbose: bool = False, client: str = "auto",
                 "bare_python": lambda t: load_python(bare.url, bare_paths, kiosk, t, CLIENTS,
                                                      sources=SOURCES),
             }
-            procs = {"jonot": server, "bare": bare, "anonymous": server, "bare_python": bare}
+            loads["jonot_floor"] = lambda t: post_load(server.url, [MISSING], {}, t, client,
+                                                       CLIENTS, tmp, staff)
+            loads["bare_floor"] = lambda t: post_load(bare.url, [MISSING], {}, t, client,
+                                                      CLIENTS, tmp)
+            procs = {"jonot": server, "bare": bare, "anonymous": server, "bare_python": bare,
+                     "jonot_floor": server, "bare_floor": bare}
             for load in loads.values():
                 load(warmup)
             before, _ = _stored(db_path)
@@ -108,6 +123,11 @@ def run(quick: bool = False, verbose: bool = False, client: str = "auto",
         jonot["durable_ok"] = jonot["stored"] >= jonot["ok"] + anon["ok"]
         anon["durable_ok"] = jonot["durable_ok"]
 
+    for name in ("jonot_floor", "bare_floor"):  # every answer is a 404: count them all
+        floor = results[name]
+        floor["errors"] = max(0, floor["errors"] - floor["requests"])  # failures beyond the 404s
+        floor["per_s"] = round(floor["requests"] / floor["seconds"], 1) if floor["seconds"] else 0.0
+    results["cost_ms"] = _costs(results)
     results["ratio_to_bare"] = _ratio(jonot, results["bare"])
     results["anonymous_ratio_to_bare"] = _ratio(anon, results["bare_python"])
     results["ratio_per_round"] = [
@@ -133,6 +153,20 @@ def _merge(turns: list[tuple[dict[str, Any], float, int]]) -> dict[str, Any]:
             "server_cpu_per_req_ms": round(sum(c for _, c, _ in turns) * 1000 / max(1, requests),
                                            2),
             "server_switches_per_req": round(sum(w for _, _, w in turns) / max(1, requests), 1)}
+
+
+def _costs(results: dict[str, Any]) -> dict[str, float] | None:
+    """Milliseconds of the server's core per answer: each load's, its own work above its
+    stack's floor (404), and the join's own work a ratio of ``TARGET_RATIO`` would allow."""
+    rates = {k: results[k]["per_s"] for k in ("jonot", "bare", "jonot_floor", "bare_floor")}
+    if not all(rates.values()):
+        return None
+    ms = {k: 1000 / v for k, v in rates.items()}
+    return {"join": round(ms["jonot"], 3), "bare": round(ms["bare"], 3),
+            "jonot_floor": round(ms["jonot_floor"], 3), "bare_floor": round(ms["bare_floor"], 3),
+            "join_own": round(ms["jonot"] - ms["jonot_floor"], 3),
+            "bare_own": round(ms["bare"] - ms["bare_floor"], 3),
+            "join_own_for_target": round(ms["bare"] / TARGET_RATIO - ms["jonot_floor"], 3)}
 
 
 def _ratio(mine: dict[str, Any], bare: dict[str, Any]) -> float | None:
@@ -169,7 +203,9 @@ def _report(results: dict[str, Any], verbose: bool) -> None:
         [row("jonot-local join, staff token (FULL)", j),
          row("bare Flask insert (FULL)", b),
          row("jonot-local join, anonymous x16 addr", a),
-         row("bare Flask insert (FULL)", bp)])
+         row("bare Flask insert (FULL)", bp),
+         row("jonot-local 404, staff token (floor)", results["jonot_floor"]),
+         row("bare Flask 404 (floor)", results["bare_floor"])])
     verdict = "meets" if results["meets_target"] else "BELOW"
     print(f"  jonot-local staff joins: {verdict} the {TARGET_PER_S}/s target; "
           f"{results['ratio_to_bare']:.0%} of the bare endpoint; anonymous joins "
@@ -178,5 +214,12 @@ def _report(results: dict[str, Any], verbose: bool) -> None:
           f"({'none lost' if j['durable_ok'] else 'SOME LOST'}); "
           f"backlog at the end {j['max_waiting_per_queue']:,} waiting in the fullest queue")
     print(f"  ratio to bare per turn: {results['ratio_per_round']}")
+    cost = results["cost_ms"]
+    if cost is not None:
+        print(f"  ms of the server's core per answer: join {cost['join']:.3f} = floor "
+              f"{cost['jonot_floor']:.3f} + own work {cost['join_own']:.3f}; bare insert "
+              f"{cost['bare']:.3f} = floor {cost['bare_floor']:.3f} + {cost['bare_own']:.3f}; "
+              f"{TARGET_RATIO:.0%} of bare needs the join's own work at "
+              f"{cost['join_own_for_target']:.3f} or less")
     if verbose:
         print(f"  raw: {results}")

@@ -65,6 +65,11 @@ def test_quick_bench_prints_figures_and_exits_0(tmp_path: Path) -> None:
     assert joins["ok"] > 0 and joins["per_s"] > 0 and joins["errors"] == 0
     assert joins["durable_ok"], "fewer tickets stored than acknowledged"
     assert figures["joins"]["bare"]["per_s"] > 0
+    for floor in ("jonot_floor", "bare_floor"):  # every answer a 404, none failed beyond it
+        assert figures["joins"][floor]["requests"] > 0
+        assert figures["joins"][floor]["errors"] == 0, figures["joins"][floor]
+    cost = figures["joins"]["cost_ms"]  # None when a load answered nothing
+    assert all(cost[k] > 0 for k in ("join", "bare", "jonot_floor", "bare_floor"))
     call_next = figures["call-next"]["sizes"][str(HISTORY)]
     assert call_next["http"]["errors"] == 0
     assert 0 < call_next["http"]["p50_ms"] <= call_next["http"]["p99_ms"]
