@@ -137,6 +137,37 @@ def test_a_ticket_another_desk_took_is_refused_with_a_banner_and_the_list_refres
     page.locator("#banner").filter(has_text="No one is waiting").wait_for(timeout=5000)
 
 
+def test_a_slow_list_refresh_never_holds_back_the_current_panel(open_page, office, second_desk):
+    """A change at this desk while a waiting-list fetch is still out shows at once: each
+    panel fetches on its own, so a slow list never drops or delays the current panel."""
+    _drain(office)
+    desk = _sign_in_at(open_page, "Room 3", LAPTOP)
+    held: list[Any] = []
+    holding = [True]
+
+    def hold(route: Any) -> None:
+        if holding[0]:
+            held.append(route)
+        else:
+            route.continue_()
+
+    desk.route(f"**/desk/{office.desk['id']}/waiting", hold)
+    ticket = _join(office, "Kalle Salo")  # the list refresh this causes is held back
+    for _ in range(50):
+        if held:
+            break
+        desk.wait_for_timeout(100)
+    assert held, "the new ticket made the desk fetch its waiting list"
+    _api(office, "POST", f"/tickets/{ticket['id']}/call", office.staff,
+         {"desk_id": office.desk["id"]})
+    desk.locator("#current .patient").filter(has_text=ticket["code"]).wait_for(timeout=5000)
+    holding[0] = False
+    for route in held:  # let the held list fetches go on; the row then leaves the list
+        route.continue_()
+    _row(desk, ticket["code"]).wait_for(state="detached", timeout=5000)
+    assert desk.js_errors == []
+
+
 def test_desk_screenshots(open_page, office, second_desk, artifacts):
     _drain(office)
     current = _join(office, "Aino Virtanen", labels=[{"value": "Interpreter", "color": "#0b5cad"}],

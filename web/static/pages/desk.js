@@ -18,10 +18,13 @@
       pending = null;
       var both = wantCurrent;
       wantCurrent = false;
+      /* Each panel is its own source: htmx keeps one request slot per source element
+         and, while one is out, queues only the latest, so with a shared source a list
+         refresh would drop the current panel's. */
       if (both && !editing($("current"))) {
-        window.htmx.ajax("GET", cfg.current, { target: "#current", swap: "innerHTML" });
+        window.htmx.ajax("GET", cfg.current, { source: "#current", target: "#current", swap: "innerHTML" });
       }
-      window.htmx.ajax("GET", cfg.waiting, { target: "#waiting", swap: "innerHTML" });
+      window.htmx.ajax("GET", cfg.waiting, { source: "#waiting", target: "#waiting", swap: "innerHTML" });
     }, 120);
   }
   function editing(el) {  // never pull a form from under the hands of someone typing in it

@@ -15,10 +15,12 @@
     banner.hidden = !text;
   }
 
+  /* Each fetch names its own source: htmx keeps one request slot per source and queues
+     only the latest, so a queue refresh must not take the place of the way back. */
   function backToStart() {
     clearTimeout(timer);
     timer = null;
-    htmx.ajax("GET", startUrl("start"), { target: "#screen", swap: "innerHTML" })
+    htmx.ajax("GET", startUrl("start"), { source: "#screen", target: "#screen", swap: "innerHTML" })
       .catch(function () { window.location.href = config.start; });
   }
 
@@ -74,7 +76,7 @@
   // Queues opened, closed or renamed in admin show at once (on the start screen).
   function refreshQueues() {
     if (!document.getElementById("queues")) return;
-    htmx.ajax("GET", startUrl("queues"), { target: "#queues", swap: "innerHTML" })
+    htmx.ajax("GET", startUrl("queues"), { source: "#queues", target: "#queues", swap: "innerHTML" })
       .catch(function () {});
   }
   if (window.EventSource) {
