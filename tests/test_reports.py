@@ -169,31 +169,26 @@ def test_per_desk_counts_where_the_ticket_was_called(clinic):
     assert room2.no_show_rate == pytest.approx(2 / 9)
 
 
+def rollup_tables(store: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the report count tables, in a stable order."""
+    with store.read() as tx:
+        return {t: [tuple(r) for r in tx.all(f"SELECT * FROM {t} ORDER BY 1, 2, 3, 4")]
+                for t in report_rollup.ROLLUP_TABLES}
+
+
 def test_the_triggers_keep_what_a_rebuild_counts(clinic):
     store = clinic["store"]
-
-    def tables() -> dict[str, list[tuple[Any, ...]]]:
-        with store.read() as tx:
-            return {t: [tuple(r) for r in tx.all(f"SELECT * FROM {t} ORDER BY 1, 2, 3, 4")]
-                    for t in report_rollup.ROLLUP_TABLES}
-
-    kept = tables()
+    kept = rollup_tables(store)
     with store.write() as tx:
         report_rollup.rebuild(tx)
-    assert tables() == kept and kept["report_times"]
+    assert rollup_tables(store) == kept and kept["report_times"]
 
 
 def test_a_ticket_inserted_already_ended_counts_as_a_rebuild_would(clinic):
-    """A row that arrives ended (a restore or a copy writes such rows) is counted as
-    joined and as ended; a join's row (WAITING) only as joined."""
+    """A ticket row inserted already ended (not through a join) is counted as joined
+    and as ended, as a rebuild counts it."""
     store = clinic["store"]
-
-    def tables() -> dict[str, list[tuple[Any, ...]]]:
-        with store.read() as tx:
-            return {t: [tuple(r) for r in tx.all(f"SELECT * FROM {t} ORDER BY 1, 2, 3, 4")]
-                    for t in report_rollup.ROLLUP_TABLES}
-
-    before = tables()
+    before = rollup_tables(store)
     with store.write() as tx:
         tx.execute(
             "INSERT INTO tickets (id, queue_id, origin_queue_id, number, code, hash, state, "
@@ -201,12 +196,12 @@ def test_a_ticket_inserted_already_ended_counts_as_a_rebuild_would(clinic):
             "SELECT id || 'X', queue_id, origin_queue_id, number + 1000, code || 'X', "
             "hash || 'X', state, source, desk_id, order_key + 0.5, created_at, called_at, "
             "completed_at, updated_at FROM tickets WHERE state = 'COMPLETED'")
-    kept = tables()
+    kept = rollup_tables(store)
     assert kept != before
     assert sum(r[-1] for r in kept["report_ended"]) > sum(r[-1] for r in before["report_ended"])
     with store.write() as tx:
         report_rollup.rebuild(tx)
-    assert tables() == kept
+    assert rollup_tables(store) == kept
 
 
 def test_a_new_time_zone_recounts_the_days(clinic):
