@@ -187,6 +187,18 @@ def test_anonymous_join_returns_the_ticket_with_its_link(api, client, api_office
     assert r.headers["Location"] == f"/api/v1/tickets/by-hash/{r.json['hash']}"
 
 
+def test_a_join_answers_the_same_json_as_every_other_endpoint(api, client, world, api_office):
+    """The join's own encoder gives jsonify's bytes: sorted keys, ASCII, compact."""
+    from flask import jsonify
+
+    r = client.post(f"/api/v1/queues/{api_office.q1['id']}/tickets",
+                    json={"name": "Äiti \u2603", "labels": ["x"]}, headers=world.staff)
+    assert r.status_code == 201 and r.mimetype == "application/json"
+    with client.application.test_request_context():
+        assert r.data == jsonify(r.json).data
+    assert r.json["name"] == "Äiti \u2603" and r.data.isascii()
+
+
 def test_staff_join_with_priority_labels_and_extra(api, api_office):
     api.join(api_office.q1["id"])
     vip = api.join(api_office.q1["id"], {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import string
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from jonot_local.domain import queues, status, tickets
 from jonot_local.domain.errors import NotFound, QueueClosed, QueueEmpty, ValidationError
 from jonot_local.domain.model import CALLED, WAITING
-from jonot_local.ids import HASH_LENGTH
+from jonot_local.ids import HASH_LENGTH, new_ulid
 from jonot_local.timeutil import to_iso, utcnow
 
 DEFAULT_S = 300.0
@@ -576,6 +577,29 @@ def test_hashes_are_22_url_safe_characters_and_unique(store, new_queue):
     with store.read() as tx:
         assert tickets.find_by_hash(tx, hashes[7]).id == issued[7].id
         assert tickets.find_by_hash(tx, "A" * 22) is None
+
+
+def _crockford_value(ulid: str) -> int:
+    return int("".join(format(CROCKFORD.index(c), "05b") for c in ulid), 2)
+
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def test_ulids_are_26_crockford_digits_of_their_millisecond_and_sort_as_made():
+    before = time.time_ns() // 1_000_000
+    made = [new_ulid() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
+    assert all(len(u) == 26 and set(u) <= set(CROCKFORD) for u in made)
+    assert made == sorted(made) and len(set(made)) == len(made)
+    values = [_crockford_value(u) for u in made]
+    assert all(v < 1 << 128 for v in values)  # the two top bits of 130 are zero
+    assert before <= values[0] >> 80 <= values[-1] >> 80 <= after
+    # Within one millisecond the random part counts up by one.
+    same_ms = [(a, b) for a, b in zip(values, values[1:]) if a >> 80 == b >> 80]
+    assert same_ms and all(b == a + 1 for a, b in same_ms)
+    # Every digit position takes the whole alphabet where the bits are random.
+    assert {u[-1] for u in made} == set(CROCKFORD)
 
 
 def test_unknown_hash_is_404_problem(client):

@@ -20,7 +20,7 @@ from ..runtime import runtime
 from ..timeutil import parse_iso, to_iso
 from . import blueprint
 from .clients import current_device
-from .common import current_user, page_args, read_body, require, ticket_json
+from .common import current_user, json_response, page_args, read_body, require, ticket_json
 from .errors import ApiError
 from .join_budget import join_transaction
 from .ratelimit import HashLookupLimits
@@ -190,7 +190,7 @@ def join(queue_id: str) -> tuple[Response, int]:
     printing = rt.printing
     if source == "kiosk" and printing is not None:
         printing.print_ticket(data, device=current_device())  # queued; never waits on paper
-    resp = jsonify(data)
+    resp = json_response(data, 201)
     resp.headers["Location"] = by_hash + ticket.hash  # url_for("api.by_hash", …)
     return resp, 201
 
