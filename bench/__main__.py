@@ -4,7 +4,8 @@ durability, viewers, signin, one-client, reports, pages, soak.
 Runs the chosen benchmarks (all by default) and prints their figures, then a
 summary. The sync parts (``sync-lag``, ``sync-catchup``, ``cloud-ingest``,
 ``cloud-streams``, or ``sync`` for the four) run only when named: they start an
-office, a cloud and a PostgreSQL cluster and take minutes at full size.
+office, a cloud and a PostgreSQL cluster and take minutes at full size. So does
+``instructions`` (a join's instructions counted by callgrind, about 3 minutes).
 ``--quick`` uses small sizes (the CI smoke run, well under 30 s without the
 viewers). Exit status 1 when a part fails to run; figures that
 miss a target are reported, not failed.
@@ -24,20 +25,31 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import call_next, durability, joins, one_client, pages, reports, signin, soak
+from . import (
+    call_next,
+    durability,
+    instructions,
+    joins,
+    one_client,
+    pages,
+    reports,
+    signin,
+    soak,
+)
 from .common import cpu_busy_share, fsync_commits_per_s, print_table, temp_dir, wrk_path
 
 PARTS = ("durability", "joins", "call-next", "viewers", "signin", "one-client", "reports",
          "pages", "soak")
 BROWSER_PARTS = ("pages", "soak")  # headless Chromium: bench/pages.py, bench/soak.py
 SYNC_PARTS = ("sync-lag", "sync-catchup", "cloud-ingest", "cloud-streams")
+NAMED_ONLY = ("instructions",)  # run only when named: minutes under valgrind
 QUIET_FSYNC_PER_S = 3000  # WAL + FULL commits/s this kind of machine does when idle
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[3])
     parser.add_argument("part", nargs="?", default="all",
-                        choices=(*PARTS, "all", *SYNC_PARTS, "sync"))
+                        choices=(*PARTS, "all", *SYNC_PARTS, "sync", *NAMED_ONLY))
     parser.add_argument("--quick", action="store_true", help="small sizes (CI smoke run)")
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="also print query plans and raw figures")
@@ -60,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "signin": lambda: signin.run(quick=args.quick, verbose=args.verbose),
         "one-client": lambda: one_client.run(quick=args.quick, verbose=args.verbose),
         "reports": lambda: reports.run(quick=args.quick, verbose=args.verbose),
+        "instructions": lambda: instructions.run(quick=args.quick, verbose=args.verbose),
         "sync-lag": lambda: _sync_part("sync_lag", args.quick, args.verbose),
         "sync-catchup": lambda: _sync_part("sync_catchup", args.quick, args.verbose),
         "cloud-ingest": lambda: _sync_part("cloud_ingest", args.quick, args.verbose),
@@ -143,6 +156,12 @@ def _summary(results: dict[str, Any], parts: tuple[str, ...]) -> None:
         rows.append(["  ratio to bare: staff token / anonymous",
                      f"{j['ratio_to_bare']} / {j['anonymous_ratio_to_bare']}", ">= 0.7",
                      _ok((j["ratio_to_bare"] or 0) >= 0.7)])
+    ins = results.get("instructions") or {}
+    if "k_instructions" in ins:
+        k = ins["k_instructions"]
+        rows.append(["k instructions a join / its 404 (in process)",
+                     f"{k['join']} / {k['jonot_404']}", "", ""])
+        rows.append(["  bare insert / its 404", f"{k['bare']} / {k['bare_404']}", "", ""])
     c = results.get("call-next") or {}
     for n, r in (c.get("sizes") or {}).items():
         rows.append([f"call-next p50 / p99 ms, {n:,} history (HTTP)",

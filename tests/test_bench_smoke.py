@@ -117,3 +117,28 @@ def test_quick_browser_benches_print_figures(tmp_path: Path) -> None:
     soaked = figures["soak"]
     assert soaked["calls"] >= 4 and soaked["page_errors"] == []
     assert soaked["heap_start_kib"] > 0 and soaked["heap_end_kib"] > 0
+
+
+@pytest.mark.slow
+def test_the_counted_program_answers_every_case(tmp_path: Path) -> None:
+    """``bench instructions`` runs ``bench/_instr_case.py`` under callgrind (minutes, so
+    not here): the program itself answers each case with its expected status."""
+    for case in ("join", "jonot_404", "bare", "bare_404"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench._instr_case", str(tmp_path / case), case, "3"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"{case}: 3 requests answered" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "bench._instr_case", str(tmp_path / "x"),
+                           "nope", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "unknown case" in proc.stderr
+
+
+def test_callgrind_totals_are_read_from_its_summary_line() -> None:
+    from bench.instructions import callgrind_total
+
+    text = "# callgrind format\nversion: 1\nevents: Ir\nsummary: 6871194856\n\ntotals: 1\n"
+    assert callgrind_total(text) == 6_871_194_856
+    assert callgrind_total("events: Ir\ntotals: 42\n") == 42
+    with pytest.raises(ValueError):
+        callgrind_total("events: Ir\n")
