@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .bare_app import create_bare_app
-from .common import ADMIN
+from .common import ADMIN, seed_office
 
 # The account's hash is checked once, at sign-in; a cheap method keeps scrypt's
 # millions of instructions out of the baseline that every count subtracts.
@@ -61,22 +61,14 @@ def call(app: Any, path: str, token: str | None = None) -> str:
 def cases(data_dir: Path) -> dict[str, Callable[[int], str]]:
     """Each case as a function of the request's index, on a freshly seeded office."""
     from jonot_local.app import create_app
-    from jonot_local.db import open_store
-    from jonot_local.domain import queues, users
 
-    store = open_store(data_dir / "office")
-    store.password_hash_method = CHEAP_HASH
-    with store.write() as tx:
-        users.create_user(tx, ADMIN[0], ADMIN[1], role="admin")
-        queue_ids = [queues.create_queue(tx, name=f"Queue {c}", prefix=c).id for c in "ABCD"]
-        queues.create_desk(tx, name="Desk 1", queue_ids=queue_ids)
-    store.close()
+    office = seed_office(data_dir / "office", n_queues=4, password_hash_method=CHEAP_HASH)
     app = create_app({"data_dir": str(data_dir / "office"), "password_hash_method": CHEAP_HASH})
     bare = create_bare_app(data_dir / "bare.sqlite3")
     signed = app.test_client().post("/api/v1/auth/token",
                                     json={"username": ADMIN[0], "password": ADMIN[1]})
     token = signed.get_json()["token"]
-    paths = [f"/api/v1/queues/{q}/tickets" for q in queue_ids]
+    paths = [f"/api/v1/queues/{q}/tickets" for q in office["queues"]]
     return {
         "join": lambda i: call(app.wsgi_app, paths[i % len(paths)], token),
         "jonot_404": lambda i: call(app.wsgi_app, "/api/v1/no-such-path", token),

@@ -92,12 +92,17 @@ def temp_dir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def seed_office(data_dir: Path, n_queues: int = 1, n_desks: int = 1) -> dict[str, Any]:
+def seed_office(data_dir: Path, n_queues: int = 1, n_desks: int = 1,
+                password_hash_method: str | None = None) -> dict[str, Any]:
     """Migrate a data dir and add an admin account, queues A, B, … and desks serving all.
 
-    Returns ``{"queues": [ids], "desks": [ids], "admin_id": id}``.
+    ``password_hash_method``: how the admin's password is hashed (the server's
+    default, scrypt, when ``None``). Returns ``{"queues": [ids], "desks": [ids],
+    "admin_id": id}``.
     """
     store = open_store(data_dir)
+    if password_hash_method:
+        store.password_hash_method = password_hash_method
     try:
         with store.write() as tx:
             admin = users.create_user(tx, ADMIN[0], ADMIN[1], role="admin")

@@ -146,7 +146,7 @@ ANONYMOUS_SOURCES = ("kiosk", "remote")
 
 
 @blueprint.post("/queues/<queue_id>/tickets")
-def join(queue_id: str) -> tuple[Response, int]:
+def join(queue_id: str) -> Response:
     """Take a number. Anyone may join; only staff may set priority, notes or another source.
 
     Anonymous callers (kiosk, phone) get the ticket without personal fields echoed.
@@ -192,7 +192,7 @@ def join(queue_id: str) -> tuple[Response, int]:
         printing.print_ticket(data, device=current_device())  # queued; never waits on paper
     resp = json_response(data, 201)
     resp.headers["Location"] = by_hash + ticket.hash  # url_for("api.by_hash", …)
-    return resp, 201
+    return resp
 
 
 # -- holder (by hash) ---------------------------------------------------------------------
