@@ -21,6 +21,7 @@ only once its changes are durable.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -127,8 +128,10 @@ class Store:
         self._write_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None  # the one write connection
         self._group: _Group | None = None  # the write transaction open for a group
-        self._waiting = 0  # threads waiting for the write lock
-        self._waiting_lock = threading.Lock()
+        # One mark per thread waiting for the write lock: a deque's appends and pops are
+        # thread-safe without a lock of their own (a counter needed one, taken twice
+        # by every write).
+        self._waiting: collections.deque[None] = collections.deque()
         self.max_group = 64  # write blocks committed together at most
         self._closed = False
         # How new passwords are hashed (a werkzeug method; None: the strong default).
@@ -230,11 +233,9 @@ class Store:
         savepoint; after the commit, the group's events go to every listener in
         commit order (listeners must be quick: they run while writes wait).
         """
-        with self._waiting_lock:
-            self._waiting += 1
+        self._waiting.append(None)
         self._write_lock.acquire()
-        with self._waiting_lock:
-            self._waiting -= 1
+        self._waiting.pop()
         try:
             conn = self._write_connection()
             # The first block of a group needs no savepoint: undoing it is rolling back
@@ -266,9 +267,9 @@ class Store:
                 self._undo_block(conn, group, first)
                 raise
         finally:
-            left_open = self._end_turn(conn, group)
-        if left_open:
-            self._await(group)
+            over = self._end_turn(conn, group)
+        if over is not None:
+            self._await(group, over)
         if group.error is not None:
             raise sqlite3.OperationalError(
                 f"the change was not saved: {group.error}") from group.error
@@ -329,7 +330,7 @@ class Store:
             self._group = None
             _roll_back(conn, "a failed write block")
             self._auth_settled()
-            group.done.set()
+            group.finish()
             return
         if conn.in_transaction:
             try:
@@ -342,24 +343,25 @@ class Store:
         self._close_group(conn, group, sqlite3.OperationalError(
             "the write transaction was rolled back by the database"))
 
-    def _end_turn(self, conn: sqlite3.Connection, group: _Group) -> bool:
+    def _end_turn(self, conn: sqlite3.Connection, group: _Group) -> threading.Lock | None:
         """After a block, under the write lock: commit the group, or leave it to a waiter.
 
-        Releases the write lock. True: the group was left open for the next writer.
+        Releases the write lock. Returns the lock to wait on when the group was left
+        open for the next writer (released once the group is over), else ``None``.
         """
         try:
             if self._group is not group:  # closed while this block ran
-                return False
+                return None
             if self._waiting and len(group.blocks) < self.max_group:
-                return True
+                return group.waiter()
             self._commit_group(conn, group)
-            return False
+            return None
         finally:
             self._write_lock.release()
 
-    def _await(self, group: _Group) -> None:
+    def _await(self, group: _Group, over: threading.Lock) -> None:
         """Wait for a group left open to be committed (committing it if it is stranded)."""
-        while not group.done.wait(1.0):
+        while not over.acquire(timeout=1.0):
             with self._write_lock:
                 if self._group is group and self._writer is not None:
                     self._commit_group(self._writer, group)
@@ -373,7 +375,7 @@ class Store:
             self._close_group(conn, group, err)
             return
         self._auth_settled()
-        group.done.set()
+        group.finish()
         for tx in group.blocks:
             if not tx.events:
                 continue
@@ -391,7 +393,7 @@ class Store:
         _roll_back(conn, "a failed write transaction")
         self._auth_settled()
         group.error = error
-        group.done.set()
+        group.finish()
 
 
 class _Group:
@@ -399,8 +401,29 @@ class _Group:
 
     def __init__(self) -> None:
         self.blocks: list[Tx] = []
-        self.done = threading.Event()
         self.error: BaseException | None = None
+        self.over = False
+        # One lock per block waiting for the commit, held until the group is over: a
+        # group nobody waits for costs nothing, and each waiter wakes on its own lock
+        # (an Event cost a condition and its lock per group, shared by every waiter).
+        self._waiters: list[threading.Lock] = []
+
+    def waiter(self) -> threading.Lock:
+        """A lock to wait on (``acquire``) until the group is over (under the write lock)."""
+        lock = threading.Lock()
+        lock.acquire()
+        if self.over:
+            lock.release()
+        else:
+            self._waiters.append(lock)
+        return lock
+
+    def finish(self) -> None:
+        """The group is over (committed or failed): wake every block waiting for it."""
+        self.over = True
+        waiters, self._waiters = self._waiters, []
+        for lock in waiters:
+            lock.release()
 
 
 class NoDatabase(Exception):

@@ -190,9 +190,9 @@ def join(queue_id: str) -> Response:
     printing = rt.printing
     if source == "kiosk" and printing is not None:
         printing.print_ticket(data, device=current_device())  # queued; never waits on paper
-    resp = json_response(data, 201)
-    resp.headers["Location"] = by_hash + ticket.hash  # url_for("api.by_hash", …)
-    return resp
+    # The Location is url_for("api.by_hash", …): the host, quoted paths and a hash of
+    # URL-safe characters.
+    return json_response(data, 201, location=by_hash + ticket.hash)
 
 
 # -- holder (by hash) ---------------------------------------------------------------------
