@@ -35,16 +35,30 @@ SMALL_BODY = 4096
 def _small_body() -> bytes | None:
     """The body of a request that declared a length of at most ``SMALL_BODY`` bytes, read
     (and kept for ``request.get_data``); ``None`` when werkzeug's stream must read it."""
-    environ = request.environ
+    req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy look-up
+    environ = req.environ
     length = environ.get("CONTENT_LENGTH")
     if (not length or not length.isdigit() or int(length) > SMALL_BODY
-            or int(length) > (request.max_content_length or SMALL_BODY)
-            or environ.get("wsgi.input_terminated") or "stream" in request.__dict__
-            or getattr(request, "_cached_data", None) is not None):
+            or int(length) > (req.max_content_length or SMALL_BODY)
+            or environ.get("wsgi.input_terminated") or "stream" in req.__dict__
+            or getattr(req, "_cached_data", None) is not None):
         return None
     raw: bytes = environ["wsgi.input"].read(int(length))
-    request._cached_data = raw  # what get_data(cache=True) returns from now on
+    req._cached_data = raw  # what get_data(cache=True) returns from now on
     return raw
+
+
+def _parse_json(raw: bytes) -> Any:
+    """The JSON value of ``raw``; ``None`` when it is not JSON or holds text that is not
+    valid Unicode."""
+    try:
+        data = json.loads(raw)
+        # Lone surrogates come from \u escapes or from bytes that are not ASCII.
+        if b"\\u" in raw or not raw.isascii():
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):
+        return None
+    return data
 
 
 def json_body(required: bool = True, allowed: Iterable[str] | None = None) -> dict[str, Any]:
@@ -66,13 +80,7 @@ def json_body(required: bool = True, allowed: Iterable[str] | None = None) -> di
     if request.environ.get("CONTENT_TYPE") != "application/json" and not request.is_json:
         raise ApiError(415, "unsupported_media_type",
                        "Send the body as JSON with Content-Type: application/json.")
-    try:
-        data = json.loads(raw)
-        # Lone surrogates come from \u escapes or from bytes that are not ASCII.
-        if b"\\u" in raw or not raw.isascii():
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except (ValueError, RecursionError):
-        data = None
+    data: Any = {} if raw == b"{}" else _parse_json(raw)  # "{}": what most joins send
     if not isinstance(data, dict):
         raise ApiError(400, "bad_request", "The request body is not a JSON object.")
     if allowed is not None:
@@ -134,7 +142,7 @@ def current_user() -> dict[str, Any] | None:
     """
     if "user" in g:
         return g.user
-    header = request.headers.get("Authorization", "")
+    header = request.environ.get("HTTP_AUTHORIZATION", "")  # the Authorization header
     user = None
     if header:
         scheme, _, token = header.partition(" ")

@@ -31,15 +31,18 @@ def ticket_page_url(ticket_hash: str) -> str:
     return _request_urls()[0] + "/t/" + ticket_hash
 
 
-# (scheme, host, script root) → (host URL without its slash, by-hash path up to the
-# hash): werkzeug's URL building normalises the host every time (a tenth of a join's
-# time); the few hosts an office is reached by are remembered.
-_URLS: dict[tuple[str, str, str], tuple[str, str]] = {}
+# The request's scheme, host and script root as the server gave them → (host URL
+# without its slash, by-hash path up to the hash): werkzeug's URL building normalises
+# the host every time (a tenth of a join's time); the few hosts an office is reached by
+# are remembered.
+_URLS: dict[tuple[Any, ...], tuple[str, str]] = {}
 _URLS_MAX = 64
 
 
 def _request_urls() -> tuple[str, str]:
-    key = (request.scheme, request.host, request.script_root)
+    environ = request.environ  # what scheme, host and script root are made of
+    key = (environ.get("wsgi.url_scheme"), environ.get("HTTP_HOST"),
+           environ.get("SERVER_NAME"), environ.get("SERVER_PORT"), environ.get("SCRIPT_NAME"))
     urls = _URLS.get(key)
     if urls is None:
         urls = (request.host_url.rstrip("/"),
