@@ -81,6 +81,7 @@ class Body:
     """
 
     fields: ClassVar[dict[str, Field]] = {}
+    _required: ClassVar[tuple[str, ...]] = ()  # the names of the required fields
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -90,6 +91,7 @@ class Body:
                 if isinstance(value, Field) and name not in found:
                     found[name] = value
         cls.fields = found
+        cls._required = tuple(name for name, f in found.items() if f.required)
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,11 +100,13 @@ class Body:
         Unknown fields are refused first, all named; then every bad field is
         listed, in declaration order. The answer holds only the fields sent.
         """
-        unknown = sorted(set(data) - set(cls.fields))
+        unknown = sorted(data.keys() - cls.fields.keys()) if data else []
         if unknown:
             raise ValidationError(f"Unknown field(s): {', '.join(unknown)}.",
                                   [{"field": k, "message": "is not a known field"}
                                    for k in unknown])
+        if not data and not cls._required:  # an empty body of optional fields: nothing to check
+            return {}
         errors = []
         for name, field in cls.fields.items():
             if name not in data:
