@@ -301,3 +301,26 @@ def test_no_api_answer_is_html(client, ids, method, path, op):
                     headers=headers, data=b"<html>", content_type="text/html")
     assert r.mimetype in ("application/json", PROBLEM), (r.status_code, r.mimetype)
     assert "<html" not in r.get_data(as_text=True).lower()
+
+
+def test_a_body_is_read_alike_below_and_above_the_small_body_size(client, admin_headers, ids):
+    """A body of up to ``SMALL_BODY`` bytes is read straight from the server's buffer, a
+    bigger one through werkzeug's stream: both give the same ticket, as does ``{}``
+    written with a space and a JSON type with a charset."""
+    from jonot_local.api.common import SMALL_BODY
+
+    path = f"/api/v1/queues/{ids['queue_id']}/tickets"
+    small = json.dumps({"name": "Ann Small"})
+    big = small[:-1] + " " * (SMALL_BODY + 10) + "}"
+    assert len(small) < SMALL_BODY < len(big)
+    for body, content_type in ((small, "application/json"), (big, "application/json"),
+                               (small, "application/json; charset=utf-8")):
+        r = client.post(path, data=body, headers={**admin_headers, "Content-Type": content_type})
+        assert r.status_code == 201, r.json
+        assert r.json["name"] == "Ann Small"
+    for body in ("{}", "{ }"):
+        r = client.post(path, data=body, headers={**admin_headers,
+                                                  "Content-Type": "application/json"})
+        assert r.status_code == 201 and r.json["name"] is None
+    r = client.post(path, data=small, headers={**admin_headers, "Content-Type": "text/plain"})
+    assert_problem(r, 415, "unsupported_media_type")
