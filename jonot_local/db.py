@@ -32,7 +32,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 
@@ -88,6 +88,9 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     return open_uri("?immutable=1")
 
 
+T = TypeVar("T")
+
+
 class Tx:
     """A transaction in progress: the connection plus the change events it emitted."""
 
@@ -133,6 +136,7 @@ class Store:
         # by every write).
         self._waiting: collections.deque[None] = collections.deque()
         self.max_group = 64  # write blocks committed together at most
+        self._queued: collections.deque[_Queued] = collections.deque()  # ``run`` blocks
         self._closed = False
         # How new passwords are hashed (a werkzeug method; None: the strong default).
         self.password_hash_method: str | None = None
@@ -268,11 +272,82 @@ class Store:
                 raise
         finally:
             over = self._end_turn(conn, group)
+            self._serve_queued()
         if over is not None:
             self._await(group, over)
         if group.error is not None:
             raise sqlite3.OperationalError(
                 f"the change was not saved: {group.error}") from group.error
+
+    def run(self, block: Callable[[Tx], T]) -> T:
+        """``block(tx)`` as one write block, as ``with write() as tx: return block(tx)``,
+        but possibly run by another thread.
+
+        The first writer to find the write lock free runs every block queued by
+        then, each in a savepoint of one transaction (a group, as ``write``'s),
+        commits them together and wakes their threads; the others sleep once, until
+        their block's commit is over (with ``write`` a waiting writer sleeps twice:
+        for the lock, then for the commit). So ``block`` must depend only on ``tx``
+        and on what it was given, never on the thread that calls ``run`` (its Flask
+        request, thread locals). Returns what ``block`` returned, once its changes
+        are durable; raises what it raised (its changes undone, the group's others
+        kept), or ``sqlite3.OperationalError`` when the group's commit failed.
+        """
+        queued = _Queued(block)
+        self._queued.append(queued)
+        while not queued.over:
+            if self._write_lock.acquire(blocking=False):
+                try:
+                    self._run_queued()
+                finally:
+                    self._write_lock.release()
+            elif queued.done.acquire(timeout=0.05):  # its group is over
+                break
+        self._serve_queued()  # blocks queued after the last look, if no one took the lock
+        if queued.error is not None:
+            raise queued.error
+        return queued.result
+
+    def _serve_queued(self) -> None:
+        """Run the queued ``run`` blocks if the write lock is free (after releasing it)."""
+        while self._queued and self._write_lock.acquire(blocking=False):
+            try:
+                self._run_queued()
+            finally:
+                self._write_lock.release()
+
+    def _run_queued(self) -> None:
+        """Under the write lock: run the queued blocks in the open group (or a new one), each
+        in a savepoint, and commit the group."""
+        try:
+            conn = self._write_connection()
+            group = self._group
+            if group is None:
+                conn.execute("BEGIN IMMEDIATE")
+                group = self._group = _Group()
+        except BaseException as err:
+            while self._queued:  # nothing can run: every block queued fails alike
+                self._queued.popleft().fail(err)
+            if self._group is not None and self._writer is not None:
+                self._commit_group(self._writer, self._group)
+            return
+        while self._queued and len(group.blocks) < self.max_group and self._group is group:
+            queued = self._queued.popleft()
+            group.queued.append(queued)
+            tx = Tx(conn, self)
+            try:
+                conn.execute("SAVEPOINT block")
+                queued.result = queued.block(tx)
+                if tx.events:
+                    for hook in self.before_commit:
+                        hook(tx)
+                conn.execute("RELEASE block")
+                group.blocks.append(tx)
+            except BaseException as err:  # the block's own failure: only it is undone
+                queued.error = err
+                self._undo_block(conn, group, first=False)
+        if self._group is group:
+            self._commit_group(conn, group)
 
     def _write_connection(self) -> sqlite3.Connection:
         if self._closed:
@@ -352,7 +427,7 @@ class Store:
         try:
             if self._group is not group:  # closed while this block ran
                 return None
-            if self._waiting and len(group.blocks) < self.max_group:
+            if (self._waiting or self._queued) and len(group.blocks) < self.max_group:
                 return group.waiter()
             self._commit_group(conn, group)
             return None
@@ -403,6 +478,7 @@ class _Group:
         self.blocks: list[Tx] = []
         self.error: BaseException | None = None
         self.over = False
+        self.queued: list[_Queued] = []  # ``run`` blocks of the group, woken when it is over
         # One lock per block waiting for the commit, held until the group is over: a
         # group nobody waits for costs nothing, and each waiter wakes on its own lock
         # (an Event cost a condition and its lock per group, shared by every waiter).
@@ -424,6 +500,36 @@ class _Group:
         waiters, self._waiters = self._waiters, []
         for lock in waiters:
             lock.release()
+        queued, self.queued = self.queued, []
+        for block in queued:
+            if self.error is not None and block.error is None:
+                block.fail(self.error)
+            else:
+                block.end()
+
+
+class _Queued:
+    """A ``Store.run`` block waiting to be run, then for its group's commit."""
+
+    __slots__ = ("block", "result", "error", "over", "done")
+
+    def __init__(self, block: Callable[[Tx], Any]) -> None:
+        self.block = block
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.over = False
+        self.done = threading.Lock()  # released when the block's group is over
+        self.done.acquire()
+
+    def end(self) -> None:
+        self.over = True
+        self.done.release()
+
+    def fail(self, error: BaseException) -> None:
+        err = sqlite3.OperationalError(f"the change was not saved: {error}")
+        err.__cause__ = error
+        self.error = err
+        self.end()
 
 
 class NoDatabase(Exception):

@@ -2,8 +2,10 @@
 
 Group commit: concurrent write blocks share one transaction and one WAL sync;
 each still commits, or fails, on its own terms (a block that raises undoes only
-itself), every block's changes are durable when ``write`` returns, and change
-events reach listeners in commit order.
+itself), every block's changes are durable when ``write`` (or ``run``) returns,
+and change events reach listeners in commit order. ``run`` blocks, run by
+whichever thread finds the write lock free, give each caller its own result or
+error, also mixed with ``write`` blocks.
 
 Waiting counts: ``queue_waiting`` (kept by triggers) always equals a count of
 the waiting tickets, through every transition, and a join's position read from
@@ -55,19 +57,31 @@ def _count_commits(store: Store) -> list[int]:
     return commits
 
 
-def _hammer(store: Store, fail_every: int = 0) -> list[BaseException]:
+def _hammer(store: Store, fail_every: int = 0, how: str = "write") -> list[BaseException]:
+    """``THREADS`` threads each write ``PER_THREAD`` rows, one block a row: with ``write``,
+    ``run`` or (``mixed``) both by turns. Each ``run`` block's result is checked."""
     errors: list[BaseException] = []
     start = threading.Barrier(THREADS)
+
+    def block(tx: Any, n: int, i: int) -> tuple[int, int]:
+        tx.execute("INSERT INTO t VALUES (?, ?)", (n, i))
+        tx.emit({"thread": n, "i": i})
+        if fail_every and i % fail_every == 0:
+            raise ValueError("refused")
+        return n, i
 
     def work(n: int) -> None:
         start.wait()
         for i in range(PER_THREAD):
             try:
-                with store.write() as tx:
-                    tx.execute("INSERT INTO t VALUES (?, ?)", (n, i))
-                    tx.emit({"thread": n, "i": i})
-                    if fail_every and i % fail_every == 0:
-                        raise ValueError("refused")
+                if how == "run" or (how == "mixed" and (n + i) % 2):
+                    # The block is run by whichever thread finds the write lock free.
+                    got = store.run(lambda tx, n=n, i=i: block(tx, n, i))
+                    if got != (n, i):  # pragma: no cover - reported below
+                        errors.append(AssertionError(f"{(n, i)} got {got}"))
+                else:
+                    with store.write() as tx:
+                        block(tx, n, i)
             except ValueError:
                 pass
             except BaseException as err:  # pragma: no cover - reported below
@@ -81,11 +95,13 @@ def _hammer(store: Store, fail_every: int = 0) -> list[BaseException]:
     return errors
 
 
-def test_concurrent_blocks_share_commits_and_all_are_durable(raw_store: Store, tmp_path: Any):
+@pytest.mark.parametrize("how", ["write", "run", "mixed"])
+def test_concurrent_blocks_share_commits_and_all_are_durable(raw_store: Store, tmp_path: Any,
+                                                             how: str):
     commits = _count_commits(raw_store)
     seen: list[dict[str, Any]] = []
     raw_store.listeners.append(seen.extend)
-    assert _hammer(raw_store) == []
+    assert _hammer(raw_store, how=how) == []
     blocks = THREADS * PER_THREAD
     assert commits[0] < blocks, "no two blocks ever shared a commit"
     # Durable and visible to another connection (another process would see the same).
@@ -98,10 +114,11 @@ def test_concurrent_blocks_share_commits_and_all_are_durable(raw_store: Store, t
         assert [e["i"] for e in seen if e["thread"] == n] == list(range(PER_THREAD))
 
 
-def test_a_failing_block_undoes_only_itself(raw_store: Store):
+@pytest.mark.parametrize("how", ["write", "run", "mixed"])
+def test_a_failing_block_undoes_only_itself(raw_store: Store, how: str):
     seen: list[dict[str, Any]] = []
     raw_store.listeners.append(seen.extend)
-    assert _hammer(raw_store, fail_every=3) == []
+    assert _hammer(raw_store, fail_every=3, how=how) == []
     with raw_store.read() as tx:
         rows = {(r[0], r[1]) for r in tx.all("SELECT thread, i FROM t")}
     kept = {(n, i) for n in range(THREADS) for i in range(PER_THREAD) if i % 3}
@@ -149,6 +166,74 @@ def test_a_commit_that_fails_fails_every_block_of_its_group(raw_store: Store):
         tx.execute("INSERT INTO t VALUES (2, 2)")
     with raw_store.read() as tx:
         assert [tuple(r) for r in tx.all("SELECT thread, i FROM t")] == [(2, 2)]
+
+
+def test_a_run_block_returns_its_result_and_raises_its_own_error(raw_store: Store):
+    assert raw_store.run(lambda tx: tx.execute("INSERT INTO t VALUES (1, 1)").rowcount) == 1
+
+    def refused(tx: Any) -> None:
+        tx.execute("INSERT INTO t VALUES (2, 2)")
+        raise DomainError("refused")
+
+    with pytest.raises(DomainError, match="refused"):
+        raw_store.run(refused)
+    assert not raw_store._write_connection().in_transaction
+    with raw_store.read() as tx:
+        assert [tuple(r) for r in tx.all("SELECT thread, i FROM t")] == [(1, 1)]
+
+
+def test_a_commit_that_fails_fails_every_run_block_of_its_group(raw_store: Store):
+    conn = raw_store._write_connection()
+    real = conn.execute
+
+    class FailingCommit:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(conn, name)
+
+        def execute(self, sql: str, params: Any = ()) -> Any:
+            if sql == "COMMIT":
+                conn.rollback()
+                raise sqlite3.OperationalError("disk I/O error")
+            return real(sql, params)
+
+    raw_store._writer = FailingCommit()  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError, match="not saved"):
+        raw_store.run(lambda tx: tx.execute("INSERT INTO t VALUES (1, 1)"))
+    raw_store._writer = conn
+    raw_store.run(lambda tx: tx.execute("INSERT INTO t VALUES (2, 2)"))  # it goes on working
+    with raw_store.read() as tx:
+        assert [tuple(r) for r in tx.all("SELECT thread, i FROM t")] == [(2, 2)]
+
+
+def test_a_run_block_queued_behind_an_open_write_is_run_when_it_ends(raw_store: Store):
+    """A ``run`` block that finds the write lock held sleeps until its group is over; the
+    ``write`` holder runs it (in its group) on its way out, within the block's wait."""
+    entered, release = threading.Event(), threading.Event()
+    results: list[Any] = []
+
+    def writer() -> None:
+        with raw_store.write() as tx:
+            tx.execute("INSERT INTO t VALUES (1, 1)")
+            entered.set()
+            release.wait(10)
+
+    def runner() -> None:
+        results.append(raw_store.run(lambda tx: tx.execute("INSERT INTO t VALUES (2, 2)")
+                                     .rowcount))
+
+    w = threading.Thread(target=writer)
+    w.start()
+    assert entered.wait(10)
+    r = threading.Thread(target=runner)
+    r.start()
+    while not raw_store._queued:  # the block is queued behind the held lock
+        threading.Event().wait(0.001)
+    release.set()
+    w.join(10)
+    r.join(10)
+    assert results == [1]
+    with raw_store.read() as tx:
+        assert sorted(tuple(r) for r in tx.all("SELECT thread, i FROM t")) == [(1, 1), (2, 2)]
 
 
 # -- waiting counts ----------------------------------------------------------------------

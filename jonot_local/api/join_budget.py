@@ -36,13 +36,12 @@ add no statement to the join.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Response, after_this_request, request
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -54,6 +53,8 @@ from ..settings import Settings
 from .clients import client_address, current_device
 from .errors import ApiError
 from .ratelimit import TokenBuckets
+
+T = TypeVar("T")
 
 CLIENT_COOKIE = "jonot_client"
 CLIENT_COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
@@ -175,22 +176,20 @@ def _set_cookie_later(budget: JoinBudget, client_id: str) -> None:
         return resp
 
 
-@contextlib.contextmanager
-def join_transaction(user: dict[str, Any] | None) -> Iterator[Tx]:
-    """The write transaction of a join, within the caller's join budget.
+def run_join(user: dict[str, Any] | None, issue: Callable[[Tx], T]) -> T:
+    """``issue(tx)`` (which must issue the ticket: ``tickets.join`` or ``issue``) as the
+    write block of a join, within the caller's join budget; returns what it returned.
 
-    The block must issue the ticket (``tickets.join``). For anonymous callers
-    this first draws from the rate budget (429 before any write when spent),
-    then counts the new ticket against the live caps in the same transaction
-    (429 and nothing committed when over). Staff and registered kiosks get a
-    plain ``store.write()``.
+    For anonymous callers this first draws from the rate budget (429 before any
+    write when spent), then counts the new ticket against the live caps in the
+    same transaction (429 and nothing committed when over). Staff and registered
+    kiosks get a plain ``Store.run``. The block may run in another request's thread
+    (``Store.run``): it must take what it needs from the request before.
     """
     rt = runtime()
     budget = rt.join_budget
     if budget is None or _exempt(user):
-        with rt.store.write() as tx:
-            yield tx
-        return
+        return rt.store.run(issue)
     keys = budget.keys_for(client_address(), request.cookies.get(CLIENT_COOKIE))
     if keys.new_client_id is not None:
         _set_cookie_later(budget, keys.new_client_id)
@@ -198,11 +197,15 @@ def join_transaction(user: dict[str, Any] | None) -> Iterator[Tx]:
     if wait:
         raise rate_limited(f"Too many tickets taken from here in a short time; try again in "
                            f"{wait} s.", wait)
-    with rt.store.write() as tx:
-        yield tx
+
+    def counted(tx: Tx) -> T:
+        issued = issue(tx)
         ticket_id = _joined_ticket_id(tx)
         if ticket_id is not None:
             budget.claim(tx, ticket_id, keys)
+        return issued
+
+    return rt.store.run(counted)
 
 
 def wire(app: Any, settings: Settings) -> None:

@@ -22,7 +22,7 @@ from . import blueprint
 from .clients import current_device
 from .common import current_user, json_response, page_args, read_body, require, ticket_json
 from .errors import ApiError
-from .join_budget import join_transaction
+from .join_budget import run_join
 from .ratelimit import HashLookupLimits
 
 
@@ -170,16 +170,12 @@ def join(queue_id: str) -> Response:
             raise ApiError(403, "forbidden", "Only staff can add notes to a ticket.")
     else:
         source = source or "desk"
-    with join_transaction(user) as tx:
-        joined = tickets.issue(
-            tx, queue_id, source=source,
-            name=body.get("name"),
-            phone=body.get("phone"),
-            priority=priority,
-            extra=body.get("extra"),
-            labels=body.get("labels"),
-            notes=notes or "",
-        )
+    name, phone, extra, labels = (body.get("name"), body.get("phone"), body.get("extra"),
+                                  body.get("labels"))
+    # The block may run in another join's thread (Store.run): everything it needs is here.
+    joined = run_join(user, lambda tx: tickets.issue(
+        tx, queue_id, source=source, name=name, phone=phone, priority=priority,
+        extra=extra, labels=labels, notes=notes or ""))
     # The answer needs no statement of its own: the join read its position, queue and
     # now serving (the holder's view for anonymous callers, the staff view otherwise).
     rt = runtime()

@@ -2,7 +2,7 @@
 in admin: its queues, priority button, language, printing and return time).
 
 Taking a number goes the API's way: ``tickets.join`` inside the per-client
-``join_transaction``, so a registered kiosk (its ``jonot_device`` cookie) is
+``run_join``, so a registered kiosk (its ``jonot_device`` cookie) is
 never limited and any other browser draws from the anonymous budget; a refusal
 is a calm screen of its own (429). The join is an htmx POST with the CSRF
 token (Flask-WTF's session cookie works without a staff session) that swaps
@@ -24,7 +24,7 @@ from flask_babel import gettext, ngettext
 
 from ..api.clients import client_address, current_device
 from ..api.errors import ApiError, describe
-from ..api.join_budget import join_transaction
+from ..api.join_budget import run_join
 from ..api.tickets import holder_view
 from ..domain import devices, queues, tickets
 from ..domain.errors import DomainError, NotFound
@@ -169,8 +169,8 @@ def kiosk_join(device_id: str | None) -> Any:
 
 
 def _join(queue_id: str, name: str | None, priority: bool) -> str:
-    with join_transaction(None) as tx:
-        ticket = tickets.join(tx, queue_id, source="kiosk", name=name, priority=priority)
+    ticket = run_join(None, lambda tx: tickets.join(tx, queue_id, source="kiosk", name=name,
+                                                    priority=priority))
     return ticket.id
 
 
