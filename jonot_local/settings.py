@@ -162,6 +162,11 @@ class Settings:
     signin_forget_s: float = field(default=30.0, metadata=_meta(
         "One counted wrong password is forgotten every this many seconds.",
         minimum=0.1, maximum=10_000_000))
+    signin_refusal_pause_s: float = field(default=0.25, metadata=_meta(
+        "A sign-in refused for too many wrong passwords (429) is answered after this "
+        "pause: a client repeating refused attempts as fast as they are answered then sends "
+        "a few a second per connection instead of a thousand, which would slow the office "
+        "(0: at once).", minimum=0.0, maximum=10.0))
     signin_hash_slots: int = field(default=1, metadata=_meta(
         "Password checks run at once (a scrypt check takes a core and 32 MB: one leaves the "
         "office PC's other cores to the queue).", minimum=1, maximum=64))

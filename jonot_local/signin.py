@@ -5,8 +5,10 @@ signing in (the API's bearer tokens, the desk page's session). It knows nothing
 of HTTP: callers pass the client's address and say whether the request comes
 from a registered desk. One attempt goes:
 
-1. refused at once, with no hash work, when one of three failure budgets is
-   spent (``SignInThrottled``: the caller answers 429 with ``Retry-After``):
+1. refused with no hash work, after a short pause (``signin_refusal_pause_s``,
+   so that a client repeating refused attempts cannot make the office answer a
+   thousand a second), when one of three failure budgets is spent
+   (``SignInThrottled``: the caller answers 429 with ``Retry-After``):
    the account from this address, this address over all accounts, and the
    account over all addresses (the last one, looser, does not apply to
    addresses that have signed in to the account before, nor to registered
@@ -169,8 +171,11 @@ class SignInGuard:
     """Checks credentials for one app: throttled, bounded, never inside a write."""
 
     def __init__(self, store: Store, settings: Settings,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.store = store
+        self.refusal_pause_s = settings.signin_refusal_pause_s
+        self._sleep = sleep
         self.token_ttl_s = settings.token_ttl_s
         self.method = users.check_hash_method(settings.password_hash_method)
         self.dummy = users.dummy_hash(self.method)
@@ -219,7 +224,7 @@ class SignInGuard:
         """
         username, password = users.require_login_fields(username, password)
         account = username.casefold()[:MAX_KEY]
-        self._refuse_if_throttled(account, address, registered_desk)
+        self._refuse_if_throttled(account, address, registered_desk, pause=True)
         with self._one_more_in_flight(address):
             with self.store.read() as tx:
                 creds = users.find_credentials(tx, username)
@@ -250,9 +255,13 @@ class SignInGuard:
         return 0 if desk else wait
 
     def _refuse_if_throttled(self, account: str, address: str,
-                             registered_desk: DeskCheck) -> None:
+                             registered_desk: DeskCheck, pause: bool = False) -> None:
+        """Raise ``SignInThrottled`` when a budget is spent; ``pause``: first wait
+        ``refusal_pause_s`` (never while holding a hash slot or an in-flight place)."""
         wait = self.retry_after(account, address, registered_desk)
         if wait:
+            if pause and self.refusal_pause_s > 0:
+                self._sleep(self.refusal_pause_s)  # without the GIL: the office goes on
             raise SignInThrottled(wait)
 
     def _failed(self, account: str, address: str) -> None:

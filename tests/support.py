@@ -71,7 +71,9 @@ def ticket_rows(db_file: Path) -> list[tuple[Any, ...]]:
 
 
 #: Settings every in-process test app starts from: look-ups by hash are not padded.
-TEST_SETTINGS: dict[str, Any] = {"hash_lookup_floor_ms": 0, "password_hash_method": CHEAP_HASH}
+# No pause before a refused sign-in (tests of the budgets refuse many); its own test sets it.
+TEST_SETTINGS: dict[str, Any] = {"hash_lookup_floor_ms": 0, "password_hash_method": CHEAP_HASH,
+                                 "signin_refusal_pause_s": 0}
 
 
 def build_app(data_dir: Path, **overrides: Any) -> Any:

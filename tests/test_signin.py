@@ -177,6 +177,24 @@ def test_a_throttled_attempt_costs_no_hash_check(app, client, monkeypatch):
     assert len(calls) == 5 and guard_of(app).checks == 5
 
 
+def test_a_refused_sign_in_is_answered_after_the_pause_and_a_checked_one_is_not(app, client):
+    """A client repeating refused attempts as fast as they are answered is slowed by the
+    pause (which sleeps without the GIL); a wrong or right password checked is not."""
+    pauses: list[float] = []
+    rt = app.extensions["jonot"]
+    rt.signin = SignInGuard(rt.store, dataclasses.replace(rt.settings,
+                                                          signin_refusal_pause_s=0.25),
+                            sleep=pauses.append)
+    for _ in range(5):
+        assert attempt(client, "wrong-password").status_code == 401
+    assert pauses == []
+    for _ in range(3):
+        assert attempt(client, "wrong-password").status_code == 429
+    assert pauses == [0.25, 0.25, 0.25]
+    assert attempt(client, ADMIN[1], "127.0.0.3").status_code == 201  # another address
+    assert pauses == [0.25, 0.25, 0.25]
+
+
 def test_many_addresses_spend_the_accounts_budget_but_not_for_known_addresses_or_desks(
         tmp_path):
     app = create_app({"data_dir": tmp_path / "d", "password_hash_method": CHEAP_HASH,
