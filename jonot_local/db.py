@@ -261,12 +261,7 @@ class Store:
             tx = Tx(conn, self)
             try:
                 yield tx
-                if tx.events:
-                    for hook in self.before_commit:
-                        hook(tx)
-                if not first:
-                    conn.execute("RELEASE block")
-                group.blocks.append(tx)
+                self._block_done(conn, group, tx, savepoint=not first)
             except BaseException:
                 self._undo_block(conn, group, first)
                 raise
@@ -338,16 +333,23 @@ class Store:
             try:
                 conn.execute("SAVEPOINT block")
                 queued.result = queued.block(tx)
-                if tx.events:
-                    for hook in self.before_commit:
-                        hook(tx)
-                conn.execute("RELEASE block")
-                group.blocks.append(tx)
+                self._block_done(conn, group, tx, savepoint=True)
             except BaseException as err:  # the block's own failure: only it is undone
                 queued.error = err
                 self._undo_block(conn, group, first=False)
         if self._group is group:
             self._commit_group(conn, group)
+
+    def _block_done(self, conn: sqlite3.Connection, group: _Group, tx: Tx,
+                    savepoint: bool) -> None:
+        """A block's body has returned: its ``before_commit`` hooks run (if it emitted
+        events), its savepoint is released, and it joins the group's blocks."""
+        if tx.events:
+            for hook in self.before_commit:
+                hook(tx)
+        if savepoint:
+            conn.execute("RELEASE block")
+        group.blocks.append(tx)
 
     def _write_connection(self) -> sqlite3.Connection:
         if self._closed:
@@ -477,7 +479,6 @@ class _Group:
     def __init__(self) -> None:
         self.blocks: list[Tx] = []
         self.error: BaseException | None = None
-        self.over = False
         self.queued: list[_Queued] = []  # ``run`` blocks of the group, woken when it is over
         # One lock per block waiting for the commit, held until the group is over: a
         # group nobody waits for costs nothing, and each waiter wakes on its own lock
@@ -488,15 +489,11 @@ class _Group:
         """A lock to wait on (``acquire``) until the group is over (under the write lock)."""
         lock = threading.Lock()
         lock.acquire()
-        if self.over:
-            lock.release()
-        else:
-            self._waiters.append(lock)
+        self._waiters.append(lock)
         return lock
 
     def finish(self) -> None:
         """The group is over (committed or failed): wake every block waiting for it."""
-        self.over = True
         waiters, self._waiters = self._waiters, []
         for lock in waiters:
             lock.release()

@@ -38,23 +38,35 @@ def raw_store(tmp_path: Any) -> Any:
     store.close()
 
 
-def _count_commits(store: Store) -> list[int]:
-    """Wrap the store's write connection so COMMITs are counted."""
-    commits = [0]
+def _at_commit(store: Store, action: Any) -> sqlite3.Connection:
+    """Wrap the store's write connection so ``action(conn)`` runs before every COMMIT (it
+    may raise instead); returns the real connection, to put back."""
     conn = store._write_connection()
     real = conn.execute
 
-    class Counting:
+    class Wrapped:
         def __getattr__(self, name: str) -> Any:
             return getattr(conn, name)
 
         def execute(self, sql: str, params: Any = ()) -> Any:
             if sql == "COMMIT":
-                commits[0] += 1
+                action(conn)
             return real(sql, params)
 
-    store._writer = Counting()  # type: ignore[assignment]
+    store._writer = Wrapped()  # type: ignore[assignment]
+    return conn
+
+
+def _count_commits(store: Store) -> list[int]:
+    """Count the store's COMMITs from now on."""
+    commits = [0]
+    _at_commit(store, lambda conn: commits.__setitem__(0, commits[0] + 1))
     return commits
+
+
+def _fail_commits(conn: sqlite3.Connection) -> None:
+    conn.rollback()
+    raise sqlite3.OperationalError("disk I/O error")
 
 
 def _hammer(store: Store, fail_every: int = 0, how: str = "write") -> list[BaseException]:
@@ -144,26 +156,21 @@ def test_a_failing_block_alone_leaves_nothing_and_the_store_goes_on(raw_store: S
     assert seen == [{"thread": 2, "i": 2}]
 
 
-def test_a_commit_that_fails_fails_every_block_of_its_group(raw_store: Store):
-    conn = raw_store._write_connection()
-    real = conn.execute
+@pytest.mark.parametrize("how", ["write", "run"])
+def test_a_commit_that_fails_fails_every_block_of_its_group(raw_store: Store, how: str):
+    def insert(row: tuple[int, int]) -> None:
+        sql = "INSERT INTO t VALUES (?, ?)"
+        if how == "run":
+            raw_store.run(lambda tx: tx.execute(sql, row))
+        else:
+            with raw_store.write() as tx:
+                tx.execute(sql, row)
 
-    class FailingCommit:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(conn, name)
-
-        def execute(self, sql: str, params: Any = ()) -> Any:
-            if sql == "COMMIT":
-                conn.rollback()
-                raise sqlite3.OperationalError("disk I/O error")
-            return real(sql, params)
-
-    raw_store._writer = FailingCommit()  # type: ignore[assignment]
-    with pytest.raises(sqlite3.OperationalError, match="not saved"), raw_store.write() as tx:
-        tx.execute("INSERT INTO t VALUES (1, 1)")
+    conn = _at_commit(raw_store, _fail_commits)
+    with pytest.raises(sqlite3.OperationalError, match="not saved"):
+        insert((1, 1))
     raw_store._writer = conn
-    with raw_store.write() as tx:  # the store goes on working
-        tx.execute("INSERT INTO t VALUES (2, 2)")
+    insert((2, 2))  # the store goes on working
     with raw_store.read() as tx:
         assert [tuple(r) for r in tx.all("SELECT thread, i FROM t")] == [(2, 2)]
 
@@ -180,29 +187,6 @@ def test_a_run_block_returns_its_result_and_raises_its_own_error(raw_store: Stor
     assert not raw_store._write_connection().in_transaction
     with raw_store.read() as tx:
         assert [tuple(r) for r in tx.all("SELECT thread, i FROM t")] == [(1, 1)]
-
-
-def test_a_commit_that_fails_fails_every_run_block_of_its_group(raw_store: Store):
-    conn = raw_store._write_connection()
-    real = conn.execute
-
-    class FailingCommit:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(conn, name)
-
-        def execute(self, sql: str, params: Any = ()) -> Any:
-            if sql == "COMMIT":
-                conn.rollback()
-                raise sqlite3.OperationalError("disk I/O error")
-            return real(sql, params)
-
-    raw_store._writer = FailingCommit()  # type: ignore[assignment]
-    with pytest.raises(sqlite3.OperationalError, match="not saved"):
-        raw_store.run(lambda tx: tx.execute("INSERT INTO t VALUES (1, 1)"))
-    raw_store._writer = conn
-    raw_store.run(lambda tx: tx.execute("INSERT INTO t VALUES (2, 2)"))  # it goes on working
-    with raw_store.read() as tx:
-        assert [tuple(r) for r in tx.all("SELECT thread, i FROM t")] == [(2, 2)]
 
 
 def test_a_run_block_queued_behind_an_open_write_is_run_when_it_ends(raw_store: Store):

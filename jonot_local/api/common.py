@@ -38,12 +38,12 @@ def _small_body() -> bytes | None:
     req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy look-up
     environ = req.environ
     length = environ.get("CONTENT_LENGTH")
-    if (not length or not length.isdigit() or int(length) > SMALL_BODY
-            or int(length) > (req.max_content_length or SMALL_BODY)
+    size = int(length) if length and length.isdigit() else SMALL_BODY + 1
+    if (size > min(SMALL_BODY, req.max_content_length or SMALL_BODY)
             or environ.get("wsgi.input_terminated") or "stream" in req.__dict__
             or getattr(req, "_cached_data", None) is not None):
         return None
-    raw: bytes = environ["wsgi.input"].read(int(length))
+    raw: bytes = environ["wsgi.input"].read(size)
     req._cached_data = raw  # what get_data(cache=True) returns from now on
     return raw
 

@@ -69,7 +69,7 @@ def clean_notes(field: str, value: Any, limit: int) -> str:
     of each line and blank lines at both ends go. ``None`` gives ``""``.
     """
     text = _as_text(field, value, False)
-    if text is None:
+    if not text:  # None or "" (most tickets' notes): nothing to clean
         return ""
     lines = _filter(field, text, keep_breaks=True).split("\n")
     cleaned = "\n".join(line.rstrip() for line in lines).strip("\n")

@@ -175,7 +175,7 @@ def issue(
         raise ValidationError.field("source", f"must be one of {', '.join(SOURCES)}")
     name = _clean_text("name", name, MAX_NAME)
     phone = _clean_text("phone", phone, MAX_PHONE)
-    notes = (_clean_text("notes", notes, MAX_NOTES) or "") if notes != "" else ""
+    notes = _clean_text("notes", notes, MAX_NOTES) or ""
     extra_list = validate_extra(extra) if extra else []
     label_list = validate_labels(labels) if labels else []
     # Joins are the busiest writes: few statements while the write lock is held
